@@ -1,0 +1,226 @@
+//! The bodies that stream through the gateway, each enforcing one limit
+//! without ever holding a whole body in memory.
+//!
+//! - [`RequestBody`]: client → backend, with the size limit (`413`) and the
+//!   stall timeout (`408`).
+//! - [`ResponseBody`]: backend → client, with the route's total deadline, and
+//!   the [`Exchange`] record that counts the request when its response ends.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use stampede_balance::InFlight;
+use tokio::time::Sleep;
+
+use crate::telemetry::RequestMetrics;
+
+/// Why a body stopped early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// The client sent more than the body limit allows.
+    #[error("request body larger than {0} bytes")]
+    TooLarge(u64),
+    /// The client stopped sending its body for longer than the stall timeout.
+    #[error("request body stalled for {0:?}")]
+    Stalled(Duration),
+    /// The route's total timeout passed while the response was streaming.
+    #[error("response exceeded the route's total timeout")]
+    Deadline,
+    /// The connection on the other side failed.
+    #[error(transparent)]
+    Transport(#[from] hyper::Error),
+}
+
+/// A client's request body on its way to a backend.
+#[derive(Debug)]
+pub(crate) struct RequestBody {
+    inner: Incoming,
+    limit: u64,
+    received: u64,
+    stall: Duration,
+    // Allocated only if the body ever has to wait, which most never do.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl RequestBody {
+    pub(crate) fn new(inner: Incoming, limit: u64, stall: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            received: 0,
+            stall,
+            timer: None,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    if this.received > this.limit {
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(this.limit))));
+                    }
+                }
+                if let Some(timer) = &mut this.timer {
+                    timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + this.stall);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let stall = this.stall;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                ready!(timer.as_mut().poll(cx));
+                Poll::Ready(Some(Err(BodyError::Stalled(stall))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One request's record: counted in metrics, and its backend's in-flight
+/// count released, when the response body ends or is dropped. Dropping is
+/// the one event every outcome shares (finished, failed, client gone).
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    metrics: Arc<RequestMetrics>,
+    status: u16,
+    started: Instant,
+    _in_flight: Option<InFlight>,
+}
+
+impl Exchange {
+    pub(crate) fn new(
+        metrics: Arc<RequestMetrics>,
+        status: u16,
+        started: Instant,
+        in_flight: Option<InFlight>,
+    ) -> Self {
+        Self {
+            metrics,
+            status,
+            started,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.metrics.record(self.status, self.started.elapsed());
+    }
+}
+
+/// A response on its way to the client.
+#[derive(Debug)]
+pub(crate) struct ResponseBody {
+    kind: Kind,
+    deadline: Option<Pin<Box<Sleep>>>,
+    _exchange: Option<Exchange>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl ResponseBody {
+    /// A backend's body, cut off at `deadline` if the route has one.
+    pub(crate) fn upstream(
+        inner: Incoming,
+        deadline: Option<tokio::time::Instant>,
+        exchange: Exchange,
+    ) -> Self {
+        Self {
+            kind: Kind::Upstream(inner),
+            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            _exchange: Some(exchange),
+        }
+    }
+
+    /// A body the gateway wrote itself (errors, admin pages).
+    pub(crate) fn full(bytes: impl Into<Bytes>, exchange: Option<Exchange>) -> Self {
+        Self {
+            kind: Kind::Full(Some(bytes.into())),
+            deadline: None,
+            _exchange: exchange,
+        }
+    }
+
+    /// No body at all (`101 Switching Protocols`).
+    pub(crate) fn empty(exchange: Option<Exchange>) -> Self {
+        Self {
+            kind: Kind::Full(None),
+            deadline: None,
+            _exchange: exchange,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match &mut this.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(inner) => {
+                if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
+                    return Poll::Ready(frame.map(|f| f.map_err(BodyError::from)));
+                }
+                if let Some(deadline) = &mut this.deadline {
+                    ready!(deadline.as_mut().poll(cx));
+                    return Poll::Ready(Some(Err(BodyError::Deadline)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Upstream(inner) => inner.is_end_stream(),
+            Kind::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Upstream(inner) => inner.size_hint(),
+            Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The gateway's configuration: the TOML file, the quick flags, and the
+//! validation that turns either into a [`Config`] the gateway can run.
+//!
+//! Every mistake is reported as one [`ConfigError`] naming the key (as a
+//! dotted path like `pools.shop.backends[1]`) and the problem, so that a user
+//! fixing a file is never left guessing. `examples/gateway.toml` at the root
+//! of the repository shows every option with its default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use stampede_balance::StrategyKind;
+
+mod de;
+
+/// The whole gateway configuration, as validated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where clients connect (HTTP/1.1 and h2c with prior knowledge).
+    #[serde(default = "defaults::listen", deserialize_with = "de::socket_addr")]
+    pub listen: SocketAddr,
+    /// Where `/metrics` and `/healthz` are served; never exposed to clients.
+    #[serde(default, deserialize_with = "de::opt_socket_addr")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Worker threads, each with its own event loop; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// How long a shutdown waits for in-flight requests before closing them.
+    #[serde(default = "defaults::drain_timeout", deserialize_with = "de::duration")]
+    pub drain_timeout: Duration,
+    /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed.
+    /// Anyone else's are replaced by what the gateway itself sees.
+    #[serde(default, deserialize_with = "de::ip_nets")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Limits on what a client may send.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Upstream pools by name.
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Which pool serves which Host and path prefix; the most specific wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Limits on client requests, each answered with its own status code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request head (request line and headers) in bytes; beyond it `431`.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes; beyond it `413`.
+    pub max_body_bytes: u64,
+    /// How long a connection may sit idle, or take to send a request head,
+    /// before it is closed.
+    #[serde(deserialize_with = "de::duration")]
+    pub idle_timeout: Duration,
+    /// How long a request body may stall between two reads; beyond it `408`.
+    #[serde(deserialize_with = "de::duration")]
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One upstream pool: its backends and how to choose among them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The balancing strategy (see `stampede_balance::StrategyKind`).
+    #[serde(default = "defaults::strategy", deserialize_with = "de::strategy")]
+    pub strategy: StrategyKind,
+    /// The backends, as `"host:port"` or `{ address = "host:port", weight = 2 }`.
+    pub backends: Vec<BackendConfig>,
+    /// What hashing strategies hash.
+    #[serde(default, deserialize_with = "de::hash_on")]
+    pub hash_on: HashOn,
+    /// Sticky sessions: pin a client to the backend named in this cookie.
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
+    /// Speak HTTP/2 (h2c, prior knowledge) to these backends instead of HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+    /// Idle keep-alive connections kept per backend and worker thread.
+    #[serde(default = "defaults::max_idle_per_backend")]
+    pub max_idle_per_backend: usize,
+    /// How long an idle backend connection is kept; keep it below the
+    /// backend's own keep-alive timeout to avoid reusing a closing socket.
+    #[serde(
+        default = "defaults::pool_idle_timeout",
+        deserialize_with = "de::duration"
+    )]
+    pub idle_timeout: Duration,
+}
+
+/// One backend of a pool.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Where to connect.
+    pub address: SocketAddr,
+    /// Relative share of traffic for weighted strategies.
+    pub weight: u32,
+}
+
+/// What a hashing strategy hashes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HashOn {
+    /// The client's IP address (after trusted-proxy resolution).
+    #[default]
+    ClientIp,
+    /// A request header's value (`header:X-User`).
+    Header(http::HeaderName),
+    /// A cookie's value (`cookie:sessionid`).
+    Cookie(String),
+    /// The request path (`path`).
+    Path,
+}
+
+/// Cookie-based sticky sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    /// The cookie the gateway sets to name the chosen backend.
+    #[serde(default = "defaults::sticky_cookie")]
+    pub cookie: String,
+}
+
+/// A route: requests whose Host and path match go to `pool`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Host to match (without port, case-insensitive); absent matches any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix to match, on segment boundaries (`/api` matches `/api/x`, not `/apix`).
+    #[serde(default = "defaults::path_prefix")]
+    pub path_prefix: String,
+    /// The pool that serves this route.
+    pub pool: String,
+    /// Longest wait for a TCP connection to a backend; then `502`.
+    #[serde(
+        default = "defaults::connect_timeout",
+        deserialize_with = "de::duration"
+    )]
+    pub connect_timeout: Duration,
+    /// Longest wait from sending the request to the response head; then `504`.
+    #[serde(
+        default = "defaults::first_byte_timeout",
+        deserialize_with = "de::duration"
+    )]
+    pub first_byte_timeout: Duration,
+    /// Longest a whole exchange may take, body included; none by default so
+    /// that downloads and WebSockets are not cut.
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub total_timeout: Option<Duration>,
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use stampede_balance::StrategyKind;
+
+    pub(super) fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub(super) fn drain_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub(super) fn strategy() -> StrategyKind {
+        StrategyKind::RoundRobin
+    }
+    pub(super) fn max_idle_per_backend() -> usize {
+        256
+    }
+    pub(super) fn pool_idle_timeout() -> Duration {
+        Duration::from_secs(50)
+    }
+    pub(super) fn sticky_cookie() -> String {
+        "stampede_backend".to_owned()
+    }
+    pub(super) fn path_prefix() -> String {
+        "/".to_owned()
+    }
+    pub(super) fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub(super) fn first_byte_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+}
+
+/// A configuration that cannot be run: which key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key is missing, unknown, or has a bad value.
+    #[error("{origin}: `{key}`: {problem}")]
+    Invalid {
+        /// The file name, or "flags".
+        origin: String,
+        /// Dotted path of the key.
+        key: String,
+        /// What is wrong and, where possible, what would be right.
+        problem: String,
+    },
+}
+
+/// The quick flags of `stampede gateway`: one listener, one pool, one route.
+#[derive(Debug, Clone, Default)]
+pub struct QuickFlags {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--backend`, repeated.
+    pub backends: Vec<String>,
+    /// `--strategy`.
+    pub strategy: Option<String>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<String>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |key: String, problem: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key,
+            problem,
+        };
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| invalid("(syntax)".into(), de::describe(&e, text)))?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = match e.path().to_string() {
+                root if root == "." => "(top level)".to_owned(),
+                path => path,
+            };
+            invalid(key, de::describe(e.inner(), text))
+        })?;
+        config
+            .validate()
+            .map_err(|(key, problem)| invalid(key, problem))
+    }
+
+    /// Builds a configuration from the quick flags: one pool named
+    /// `default` behind one catch-all route.
+    pub fn from_flags(flags: &QuickFlags) -> Result<Self, ConfigError> {
+        let mut toml = String::new();
+        // A JSON string literal is a valid TOML basic string.
+        let quote = |s: &str| serde_json::Value::from(s).to_string();
+        if let Some(listen) = &flags.listen {
+            toml.push_str(&format!("listen = {}\n", quote(listen)));
+        }
+        if let Some(admin) = &flags.admin_listen {
+            toml.push_str(&format!("admin_listen = {}\n", quote(admin)));
+        }
+        if let Some(workers) = flags.workers {
+            toml.push_str(&format!("workers = {workers}\n"));
+        }
+        let backends: Vec<String> = flags.backends.iter().map(|b| quote(b)).collect();
+        toml.push_str(&format!(
+            "routes = [{{ pool = \"default\" }}]\n[pools.default]\nbackends = [{}]\n",
+            backends.join(", ")
+        ));
+        if let Some(strategy) = &flags.strategy {
+            toml.push_str(&format!("strategy = {}\n", quote(strategy)));
+        }
+        Self::from_toml(&toml, "flags").map_err(|e| match e {
+            ConfigError::Invalid { key, problem, .. } => ConfigError::Invalid {
+                origin: "flags".into(),
+                key: flag_name(&key).to_owned(),
+                problem,
+            },
+            other => other,
+        })
+    }
+
+    /// The number of worker threads to run (resolving 0 to the core count).
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Checks what the types alone cannot: references between sections and
+    /// non-empty sets. Returns the offending key and the problem.
+    fn validate(self) -> Result<Self, (String, String)> {
+        for (name, pool) in &self.pools {
+            if pool.backends.is_empty() {
+                return Err((
+                    format!("pools.{name}.backends"),
+                    "the pool has no backends; list at least one \"host:port\"".into(),
+                ));
+            }
+            if pool.hash_on != HashOn::ClientIp && !pool.strategy.uses_hash_key() {
+                return Err((
+                    format!("pools.{name}.hash_on"),
+                    format!(
+                        "strategy `{}` does not hash; hash_on needs `consistent-hash` or `maglev`",
+                        pool.strategy.name()
+                    ),
+                ));
+            }
+        }
+        if self.routes.is_empty() {
+            return Err(("routes".into(), "no routes; add at least one".into()));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if !self.pools.contains_key(&route.pool) {
+                let known: Vec<&str> = self.pools.keys().map(String::as_str).collect();
+                return Err((
+                    format!("routes[{i}].pool"),
+                    format!(
+                        "no pool named `{}` (pools: {})",
+                        route.pool,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if !route.path_prefix.starts_with('/') {
+                return Err((
+                    format!("routes[{i}].path_prefix"),
+                    format!("`{}` must start with `/`", route.path_prefix),
+                ));
+            }
+        }
+        if self.limits.max_header_bytes < 8192 {
+            return Err((
+                "limits.max_header_bytes".into(),
+                "must be at least 8192".into(),
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// Maps a key of the generated TOML back to the flag the user typed.
+fn flag_name(key: &str) -> &str {
+    match key.split(['.', '[']).next().unwrap_or(key) {
+        "listen" => "--listen",
+        "admin_listen" => "--admin-listen",
+        "workers" => "--workers",
+        "pools" if key.ends_with("strategy") => "--strategy",
+        "pools" => "--backend",
+        _ => key,
+    }
+}
+
+#[cfg(test)]
+mod tests;

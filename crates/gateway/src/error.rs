@@ -1,0 +1,108 @@
+//! Errors the gateway answers itself, in the contract's error shape:
+//! `{"error": "<code>", "message": "<human text>"}`, plus the `pool` when one
+//! was chosen so that an operator reading a `502` knows where to look.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::{Exchange, ResponseBody};
+use crate::telemetry::RequestMetrics;
+
+/// Why the gateway answered instead of a backend.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GatewayError {
+    /// No route matches the Host and path.
+    #[error("no route for this host and path")]
+    NoRoute,
+    /// The request URI could not be forwarded.
+    #[error("the request URI cannot be forwarded")]
+    BadRequest,
+    /// The body is larger than `limits.max_body_bytes`.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The client stopped sending its body.
+    #[error("request body not received in time")]
+    BodyStalled,
+    /// Every backend of the pool is unavailable.
+    #[error("no backend of the pool is available")]
+    NoBackend,
+    /// The backend could not be reached or broke off.
+    #[error("backend {backend} failed: {reason}")]
+    Upstream {
+        /// The backend that failed.
+        backend: SocketAddr,
+        /// What happened.
+        reason: String,
+    },
+    /// The backend did not answer within the route's timeout.
+    #[error("the backend did not answer in time")]
+    Timeout,
+}
+
+impl GatewayError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::NoRoute => (StatusCode::NOT_FOUND, "not_found"),
+            Self::BadRequest => (StatusCode::BAD_REQUEST, "invalid"),
+            Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::BodyStalled => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::NoBackend => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Upstream { .. } => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
+        }
+    }
+
+    /// The answer to the client, counted in `metrics` when a pool was
+    /// known (under the backend that failed, or "none").
+    pub(crate) fn into_response(
+        self,
+        pool: Option<(&str, Arc<RequestMetrics>)>,
+        started: Instant,
+    ) -> Response<ResponseBody> {
+        let (status, code) = self.status_and_code();
+        let pool_name = pool.as_ref().map(|(name, _)| *name);
+        if status.is_server_error() {
+            tracing::warn!(pool = pool_name, error = %self, "Answered {status}.");
+        }
+        let message = match pool_name {
+            Some(name) => format!("pool `{name}`: {self}"),
+            None => self.to_string(),
+        };
+        let mut body = error_body(code, &message, pool_name);
+        body.push('\n');
+        let exchange =
+            pool.map(|(_, metrics)| Exchange::new(metrics, status.as_u16(), started, None));
+        let mut response = Response::new(ResponseBody::full(body, exchange));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
+/// The contract's error object, with the pool when known.
+fn error_body(code: &str, message: &str, pool: Option<&str>) -> String {
+    let mut body = serde_json::json!({ "error": code, "message": message });
+    if let Some(pool) = pool {
+        body["pool"] = pool.into();
+    }
+    body.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_has_the_contract_shape() {
+        assert_eq!(
+            error_body("bad_gateway", "a \"b\"\n", Some("p")),
+            r#"{"error":"bad_gateway","message":"a \"b\"\n","pool":"p"}"#
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! The gateway role: an L7 reverse proxy that balances requests over pools
+//! of backends.
+//!
+//! Every request of a stampede deployment passes through here first, so this
+//! crate is built for two things: never being the bottleneck (one event loop
+//! per worker thread, pooled keep-alive connections to backends, bodies
+//! streamed and never buffered whole), and failing in ways a client can read
+//! (JSON errors in the shop's contract shape, status codes that say whose
+//! fault it was).
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file and quick flags, validated into a [`Config`].
+//! - `server`: listeners, worker threads, graceful shutdown ([`Gateway`]).
+//! - `proxy`: one request's journey from client to backend and back.
+//! - `route`: Host and path-prefix routing to pools.
+//! - `pool`: a pool's backends and strategy (the strategies themselves live
+//!   in the `stampede-balance` crate).
+//! - `forwarded`: client address, `X-Forwarded-*`/`Forwarded`, hop-by-hop headers.
+//! - `body`: streaming bodies with their limits and deadlines.
+//! - `upstream`: pooled connections to backends.
+//! - `upgrade`: WebSocket pass-through.
+//! - `admin`, [`telemetry`]: the admin listener and the metrics it serves.
+
+use std::sync::Arc;
+
+mod admin;
+mod body;
+pub mod config;
+mod error;
+mod forwarded;
+mod pool;
+mod proxy;
+mod route;
+mod server;
+pub mod telemetry;
+mod upgrade;
+mod upstream;
+
+pub use config::{Config, ConfigError, QuickFlags};
+pub use server::{Gateway, StartError};
+
+/// What every worker thread shares: built once from the configuration and
+/// read-only afterwards (but for the atomic load counters in backends).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    config: Config,
+    router: route::Router,
+    pools: Vec<Arc<pool::Pool>>,
+    trusted: forwarded::TrustedProxies,
+}
+
+impl Shared {
+    fn new(config: Config) -> Self {
+        // Handles are resolved against the recorder, so it must exist first.
+        telemetry::install();
+        let pools: Vec<(String, Arc<pool::Pool>)> = config
+            .pools
+            .iter()
+            .map(|(name, pool)| (name.clone(), Arc::new(pool::Pool::new(name, pool))))
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .filter_map(|route| {
+                let (_, pool) = pools.iter().find(|(name, _)| *name == route.pool)?;
+                Some(route::Route::new(route, Arc::clone(pool)))
+            })
+            .collect();
+        Self {
+            router: route::Router::new(routes),
+            pools: pools.into_iter().map(|(_, pool)| pool).collect(),
+            trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
+            config,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! An upstream pool as the proxy uses it: its backends, the strategy that
+//! chooses among them, and how a request is turned into the strategy's input
+//! (the hash key, the sticky cookie).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue};
+use stampede_balance::strategy::Sticky;
+use stampede_balance::{Backend, Pick, Strategy};
+
+use crate::config::{HashOn, PoolConfig};
+use crate::telemetry::{BackendMetrics, RequestMetrics};
+
+/// One pool, shared by every worker thread.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) name: Arc<str>,
+    pub(crate) backends: Vec<Arc<Backend>>,
+    /// Metric handles, parallel to `backends`.
+    pub(crate) metrics: Vec<Arc<BackendMetrics>>,
+    /// Metric handles for requests that failed before a backend was chosen.
+    pub(crate) unassigned: Arc<RequestMetrics>,
+    strategy: Box<dyn Strategy>,
+    hash_on: HashOn,
+    sticky_cookie: Option<String>,
+    pub(crate) http2: bool,
+    pub(crate) max_idle_per_backend: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// The backend chosen for one request.
+#[derive(Debug)]
+pub(crate) struct Choice {
+    pub(crate) index: usize,
+    /// A `Set-Cookie` to send when the client is not yet pinned to this backend.
+    pub(crate) set_cookie: Option<HeaderValue>,
+}
+
+impl Pool {
+    pub(crate) fn new(name: &str, config: &PoolConfig) -> Self {
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .map(|b| Arc::new(Backend::new(b.address, b.weight)))
+            .collect();
+        let mut strategy = config.strategy.build(&backends);
+        if config.sticky.is_some() {
+            strategy = Box::new(Sticky::new(strategy, &backends));
+        }
+        Self {
+            name: name.into(),
+            metrics: backends
+                .iter()
+                .map(|b| Arc::new(BackendMetrics::new(name, &b.id)))
+                .collect(),
+            unassigned: Arc::new(RequestMetrics::new(name, "none")),
+            backends,
+            strategy,
+            hash_on: config.hash_on.clone(),
+            sticky_cookie: config.sticky.as_ref().map(|s| s.cookie.clone()),
+            http2: config.http2,
+            max_idle_per_backend: config.max_idle_per_backend,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+
+    /// Chooses a backend for a request from `client`, or `None` when no
+    /// backend is available.
+    pub(crate) fn choose(&self, client: IpAddr, path: &str, headers: &HeaderMap) -> Option<Choice> {
+        let ip_bytes = ip_bytes(client);
+        let hash_key: &[u8] = match &self.hash_on {
+            HashOn::ClientIp => &ip_bytes,
+            HashOn::Path => path.as_bytes(),
+            HashOn::Header(name) => headers.get(name).map_or(&[], |v| v.as_bytes()),
+            HashOn::Cookie(name) => cookie(headers, name).map_or(&[], str::as_bytes),
+        };
+        let sticky = self
+            .sticky_cookie
+            .as_deref()
+            .and_then(|c| cookie(headers, c));
+        let index = self.strategy.pick(
+            &self.backends,
+            &Pick {
+                client_ip: client,
+                hash_key,
+                sticky,
+            },
+        )?;
+        let set_cookie = self.sticky_cookie.as_deref().and_then(|name| {
+            let id = &self.backends[index].id;
+            (sticky != Some(id.as_str()))
+                .then(|| {
+                    HeaderValue::from_str(&format!("{name}={id}; Path=/; HttpOnly; SameSite=Lax"))
+                        .ok()
+                })
+                .flatten()
+        });
+        Some(Choice { index, set_cookie })
+    }
+}
+
+/// The address as 16 bytes (IPv4 mapped), so the hash of an address does not
+/// depend on the socket family it arrived on.
+fn ip_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value.trim_matches('"'))
+        })
+}

@@ -1,0 +1,306 @@
+//! The reverse proxy: one client request in, one backend request out, and
+//! the backend's response streamed back.
+//!
+//! The path of a request, in order:
+//! 1. keep or create its `X-Request-Id`;
+//! 2. find the route by Host and path, refuse oversized bodies (`413`);
+//! 3. work out the client's address (trusted proxies) and let the pool's
+//!    strategy choose a backend;
+//! 4. rewrite headers (forwarding headers in, hop-by-hop headers out);
+//! 5. send it under the route's timeouts, and stream the answer back while
+//!    the backend's in-flight count and the request's metrics ride along in
+//!    the response body until it ends.
+//!
+//! Failures become JSON answers in the contract's error shape
+//! ([`GatewayError`]). Dropping the future (the client went away) drops the
+//! backend request with it, which closes that backend connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{HeaderName, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::Shared;
+use crate::body::{BodyError, Exchange, RequestBody, ResponseBody};
+use crate::error::GatewayError;
+use crate::forwarded::strip_hop_by_hop;
+use crate::pool::Pool;
+use crate::route::{Route, host_without_port};
+use crate::telemetry::RequestMetrics;
+use crate::upgrade;
+use crate::upstream::{self, UpstreamClient};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A worker thread's proxy: the shared routing state plus this thread's
+/// connection pools, one client per route.
+#[derive(Debug)]
+pub(crate) struct Proxy {
+    shared: Arc<Shared>,
+    clients: Vec<UpstreamClient>,
+    scheme: &'static str,
+}
+
+/// What the proxy knows of the connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+}
+
+impl Proxy {
+    /// Builds a worker's proxy; must run inside the worker's runtime, where
+    /// the clients will spawn their connections.
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let clients = shared
+            .router
+            .routes()
+            .iter()
+            .map(|route| upstream::client(&route.pool, route.connect_timeout))
+            .collect();
+        Self {
+            shared,
+            clients,
+            scheme: "http",
+        }
+    }
+
+    /// Serves one request; never fails, since every error is an answer.
+    pub(crate) async fn serve(
+        &self,
+        mut req: Request<Incoming>,
+        peer: Peer,
+    ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+        let started = Instant::now();
+        let request_id = request_id(req.headers());
+        req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+        let version = req.version();
+        let mut response = match self.forward(req, peer, started).await {
+            Ok(response) => response,
+            Err(Failure { error, counted_in }) => error.into_response(
+                counted_in
+                    .as_ref()
+                    .map(|(pool, metrics)| (&**pool, Arc::clone(metrics))),
+                started,
+            ),
+        };
+        // Answer in the client's HTTP version, whatever the backend spoke.
+        *response.version_mut() = version;
+        response.headers_mut().insert(X_REQUEST_ID, request_id);
+        Ok(response)
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: Peer,
+        started: Instant,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let host = request_host(&req);
+        let route_index = self
+            .shared
+            .router
+            .find(host.as_deref().map(host_without_port), req.uri().path())
+            .ok_or(Failure {
+                error: GatewayError::NoRoute,
+                counted_in: None,
+            })?;
+        let route = &self.shared.router.routes()[route_index];
+        let pool = &route.pool;
+        let fail = |error| Failure::in_pool(error, pool, &pool.unassigned);
+
+        let limits = &self.shared.config.limits;
+        if content_length(&req).is_some_and(|len| len > limits.max_body_bytes) {
+            return Err(fail(GatewayError::BodyTooLarge));
+        }
+
+        let trusted = &self.shared.trusted;
+        let client_ip = trusted.client_ip(peer.addr.ip(), req.headers());
+        let choice = pool
+            .choose(client_ip, req.uri().path(), req.headers())
+            .ok_or_else(|| fail(GatewayError::NoBackend))?;
+        let backend = &pool.backends[choice.index];
+        let metrics = &pool.metrics[choice.index].requests;
+        let in_flight = backend.start();
+        let fail = |error| Failure::in_pool(error, pool, metrics);
+
+        let mut req = req;
+        let upgrade = upgrade::requested(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let upgrade_protocol = parts.headers.get(header::UPGRADE).cloned();
+        let host_header = parts.headers.get(header::HOST).cloned().or_else(|| {
+            let authority = parts.uri.authority()?;
+            HeaderValue::from_str(authority.as_str()).ok()
+        });
+        strip_hop_by_hop(&mut parts.headers);
+        trusted.rewrite(
+            &mut parts.headers,
+            peer.addr.ip(),
+            client_ip,
+            host_header.as_ref(),
+            self.scheme,
+        );
+        if let Some(host) = host_header {
+            parts.headers.insert(header::HOST, host);
+        }
+        if let (Some(_), Some(protocol)) = (&upgrade, upgrade_protocol) {
+            upgrade::restore_request_headers(&mut parts.headers, protocol);
+        }
+        parts.uri =
+            upstream_uri(&backend.addr, &parts.uri).map_err(|_| fail(GatewayError::BadRequest))?;
+        parts.version = if pool.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        let body = RequestBody::new(body, limits.max_body_bytes, limits.body_timeout);
+        let upstream_req = Request::from_parts(parts, body);
+
+        let deadline = route
+            .total_timeout
+            .map(|t| tokio::time::Instant::from_std(started) + t);
+        let first_byte = match deadline {
+            Some(deadline) => deadline.min(tokio::time::Instant::now() + route.first_byte_timeout),
+            None => tokio::time::Instant::now() + route.first_byte_timeout,
+        };
+        let sent_at = Instant::now();
+        let response =
+            tokio::time::timeout_at(first_byte, self.clients[route_index].request(upstream_req))
+                .await
+                .map_err(|_| fail(GatewayError::Timeout))?
+                .map_err(|e| fail(classify(&e, route, backend.addr)))?;
+        backend.load.observe_latency(sent_at.elapsed());
+
+        let mut response = response;
+        let exchange = Exchange::new(
+            Arc::clone(metrics),
+            response.status().as_u16(),
+            started,
+            Some(in_flight),
+        );
+        if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_side)) = (response.status(), upgrade) {
+            let upstream_side = hyper::upgrade::on(&mut response);
+            upgrade::splice(client_side, upstream_side);
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(
+                parts,
+                ResponseBody::empty(Some(exchange)),
+            ));
+        }
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(cookie) = choice.set_cookie {
+            parts.headers.append(header::SET_COOKIE, cookie);
+        }
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody::upstream(body, deadline, exchange),
+        ))
+    }
+}
+
+/// A request the gateway answers itself, and where to count it.
+#[derive(Debug)]
+struct Failure {
+    error: GatewayError,
+    counted_in: Option<(Arc<str>, Arc<RequestMetrics>)>,
+}
+
+impl Failure {
+    fn in_pool(error: GatewayError, pool: &Pool, metrics: &Arc<RequestMetrics>) -> Self {
+        Self {
+            error,
+            counted_in: Some((Arc::clone(&pool.name), Arc::clone(metrics))),
+        }
+    }
+}
+
+/// The incoming `X-Request-Id` when it is sane (1–200 visible ASCII
+/// characters), else a fresh 128-bit random id in hex.
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(X_REQUEST_ID) {
+        let bytes = id.as_bytes();
+        if (1..=200).contains(&bytes.len()) && bytes.iter().all(|b| b.is_ascii_graphic()) {
+            return id.clone();
+        }
+    }
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// The Host the client asked for: the `Host` header (HTTP/1.1) or the
+/// `:authority` (HTTP/2).
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+}
+
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// `http://backend` + the request's path and query: the client's URI names
+/// where to connect, and the pool key is the backend.
+fn upstream_uri(backend: &SocketAddr, original: &Uri) -> Result<Uri, http::Error> {
+    let path = original.path_and_query().map_or("/", |pq| pq.as_str());
+    Uri::builder()
+        .scheme("http")
+        .authority(backend.to_string())
+        .path_and_query(path)
+        .build()
+}
+
+/// Sorts a client error into what the client is told: our own body limits
+/// are the client's fault (`413`, `408`), the rest the backend's (`502`).
+fn classify(
+    error: &hyper_util::client::legacy::Error,
+    route: &Route,
+    backend: SocketAddr,
+) -> GatewayError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(body) = e.downcast_ref::<BodyError>() {
+            return match body {
+                BodyError::TooLarge(_) => GatewayError::BodyTooLarge,
+                BodyError::Stalled(_) => GatewayError::BodyStalled,
+                _ => GatewayError::Upstream {
+                    backend,
+                    reason: body.to_string(),
+                },
+            };
+        }
+        source = e.source();
+    }
+    let chain = error_chain(error);
+    let reason = if error.is_connect() && chain.contains("timed out") {
+        format!("connect timed out after {:?}", route.connect_timeout)
+    } else {
+        chain
+    };
+    GatewayError::Upstream { backend, reason }
+}
+
+/// "outer: cause: root cause", skipping causes that repeat their parent.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

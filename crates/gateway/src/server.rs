@@ -1,0 +1,258 @@
+//! Listeners, worker threads and shutdown.
+//!
+//! The gateway runs like nginx: N worker threads, each with its own
+//! single-threaded event loop accepting from the same listening socket, its
+//! own backend connection pools, and nothing shared on the request path but
+//! the read-only routing state and atomic counters. A request never hops
+//! threads.
+//!
+//! The workers share one socket rather than each binding its own with
+//! `SO_REUSEPORT`: with reuse-port, a second gateway started on the same port
+//! by mistake would silently take half the traffic instead of failing with
+//! "address in use".
+//!
+//! Shutdown: stop accepting, tell every connection to finish its in-flight
+//! request and close (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`), wait up to
+//! the drain timeout, then close whatever is left.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::Shared;
+use crate::admin;
+use crate::config::{Config, Limits};
+use crate::proxy::{Peer, Proxy};
+use crate::telemetry::{CLIENT_CONNECTIONS, GaugeGuard};
+
+/// Backlog of each listening socket; nginx's default on Linux is 511.
+const BACKLOG: i32 = 1024;
+
+/// A gateway that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why (in use, not permitted, ...).
+        source: io::Error,
+    },
+    /// A thread or runtime could not be created.
+    #[error("cannot start worker: {0}")]
+    Runtime(io::Error),
+}
+
+/// A running gateway. Dropping it without [`Gateway::shutdown`] leaves the
+/// worker threads running until the process exits.
+#[derive(Debug)]
+pub struct Gateway {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Binds every listener and starts the workers; returns once the gateway
+    /// accepts connections.
+    pub fn start(config: Config) -> Result<Self, StartError> {
+        let shared = Arc::new(Shared::new(config));
+        let config = &shared.config;
+        let listener = bind(config.listen)?;
+        let addr = listener.local_addr().map_err(StartError::Runtime)?;
+        let listeners = (0..config.worker_threads())
+            .map(|_| listener.try_clone())
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(StartError::Runtime)?;
+
+        let (shutdown, watch_shutdown) = watch::channel(false);
+        let mut threads = Vec::new();
+        let mut admin_addr = None;
+        if let Some(admin_listen) = config.admin_listen {
+            let listener = bind(admin_listen)?;
+            admin_addr = Some(listener.local_addr().map_err(StartError::Runtime)?);
+            let shared = Arc::clone(&shared);
+            let stop = watch_shutdown.clone();
+            threads.push(spawn_thread("stampede-admin", move || {
+                admin::serve(listener, shared, stop)
+            })?);
+        }
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            let stop = watch_shutdown.clone();
+            threads.push(spawn_thread(&format!("stampede-worker-{i}"), move || {
+                worker(listener, shared, stop)
+            })?);
+        }
+        tracing::info!(%addr, admin = ?admin_addr, workers = threads.len(), "Gateway listening.");
+        Ok(Self {
+            addr,
+            admin_addr,
+            shutdown,
+            threads,
+        })
+    }
+
+    /// The address clients connect to (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin listener's address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Stops accepting, drains in-flight requests up to the drain timeout,
+    /// and waits for every thread to finish.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn spawn_thread(
+    name: &str,
+    body: impl FnOnce() -> io::Result<()> + Send + 'static,
+) -> Result<JoinHandle<()>, StartError> {
+    let thread_name = name.to_owned();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            if let Err(error) = body() {
+                tracing::error!(thread = thread_name, %error, "Thread stopped with an error.");
+            }
+        })
+        .map_err(StartError::Runtime)
+}
+
+/// A non-blocking listening socket with the gateway's backlog.
+pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(bind_error)?;
+    socket.set_reuse_address(true).map_err(bind_error)?;
+    socket.set_nonblocking(true).map_err(bind_error)?;
+    socket.bind(&addr.into()).map_err(bind_error)?;
+    socket.listen(BACKLOG).map_err(bind_error)?;
+    Ok(socket.into())
+}
+
+/// A single-threaded runtime for one worker or the admin listener.
+pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+fn worker(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    runtime()?.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        let drain = shared.config.drain_timeout;
+        let proxy = Arc::new(Proxy::new(Arc::clone(&shared)));
+        let builder = connection_builder(&shared.config.limits);
+        let graceful = GracefulShutdown::new();
+        accept_until_stopped(&listener, stop, |stream, peer| {
+            let proxy = Arc::clone(&proxy);
+            let service = service_fn(move |req| {
+                let proxy = Arc::clone(&proxy);
+                async move { proxy.serve(req, Peer { addr: peer }).await }
+            });
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _open = GaugeGuard::new(metrics::gauge!(CLIENT_CONNECTIONS));
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, %error, "Client connection ended with an error.");
+                }
+            });
+        })
+        .await;
+        drop(listener);
+        drain_connections(graceful, drain).await;
+        Ok(())
+    })
+}
+
+/// Accepts connections and hands each to `serve` until `stop` turns true.
+pub(crate) async fn accept_until_stopped(
+    listener: &TcpListener,
+    mut stop: watch::Receiver<bool>,
+    mut serve: impl FnMut(tokio::net::TcpStream, SocketAddr),
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    serve(stream, peer);
+                }
+                // Out of file descriptors, or a connection reset before
+                // accept: pause briefly instead of spinning on the error.
+                Err(error) => {
+                    tracing::warn!(%error, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Asks every connection to close after its current request, and waits for
+/// them up to `drain`.
+async fn drain_connections(graceful: GracefulShutdown, drain: Duration) {
+    let open = graceful.count();
+    if open > 0 {
+        tracing::info!(open, ?drain, "Draining connections.");
+    }
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?drain,
+            "Drain timeout passed; closing remaining connections."
+        );
+    }
+}
+
+/// The per-connection protocol settings: HTTP/1.1 and h2c on one port, with
+/// the configured limits.
+fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Hyper starts this timer whenever it waits for a request head, so
+        // it is also the keep-alive idle timeout.
+        .header_read_timeout(limits.idle_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(limits.idle_timeout / 2)
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}

@@ -1,0 +1,143 @@
+//! The gateway's Prometheus metrics: their names, labels, and cheap handles.
+//!
+//! Looking a metric up by name and labels hashes the key on every call; on
+//! the hot path that is a measurable share of a proxied request. So each
+//! backend resolves its handles once, at start, and requests only touch
+//! atomics.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Requests answered, by `pool`, `backend` and `status`.
+pub const REQUESTS: &str = "stampede_gateway_requests_total";
+/// Seconds from receiving a request to the end of its response, by `pool` and `backend`.
+pub const DURATION: &str = "stampede_gateway_request_duration_seconds";
+/// Open connections from the gateway to each backend, by `pool` and `backend`.
+pub const BACKEND_CONNECTIONS: &str = "stampede_gateway_backend_connections";
+/// Requests in flight to each backend, by `pool` and `backend`.
+pub const BACKEND_IN_FLIGHT: &str = "stampede_gateway_backend_in_flight";
+/// Open client connections.
+pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
+
+/// Latency buckets in seconds: from a cached answer to a slow checkout.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+///
+/// The `metrics` facade has one global recorder per process; later calls (a
+/// second gateway in the same test process) share it.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(DURATION.to_owned()),
+                    &BUCKETS,
+                )
+                .map(|b| b.build_recorder())
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first, in which
+            // case that one receives the gateway's metrics.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Status codes with a cached counter: 100..=599.
+const STATUS_SLOTS: usize = 500;
+
+/// Request counters and latency for one backend of one pool, or for the
+/// pool's requests that failed before a backend was chosen (`backend="none"`).
+#[derive(Debug)]
+pub(crate) struct RequestMetrics {
+    pool: Arc<str>,
+    backend: Arc<str>,
+    by_status: Box<[OnceLock<Counter>]>,
+    duration: Histogram,
+}
+
+impl RequestMetrics {
+    pub(crate) fn new(pool: &str, backend: &str) -> Self {
+        Self {
+            by_status: (0..STATUS_SLOTS).map(|_| OnceLock::new()).collect(),
+            duration: histogram!(DURATION, &labels(pool, backend)),
+            pool: pool.into(),
+            backend: backend.into(),
+        }
+    }
+
+    /// Counts one answered request and its duration.
+    pub(crate) fn record(&self, status: u16, elapsed: Duration) {
+        self.status_counter(status).increment(1);
+        self.duration.record(elapsed.as_secs_f64());
+    }
+
+    fn status_counter(&self, status: u16) -> &Counter {
+        let slot = usize::from(status).clamp(100, 599) - 100;
+        self.by_status[slot].get_or_init(|| {
+            counter!(REQUESTS,
+                "pool" => self.pool.to_string(),
+                "backend" => self.backend.to_string(),
+                "status" => status.to_string())
+        })
+    }
+}
+
+/// Everything measured about one backend.
+#[derive(Debug)]
+pub(crate) struct BackendMetrics {
+    pub(crate) requests: Arc<RequestMetrics>,
+    connections: Gauge,
+    in_flight: Gauge,
+}
+
+impl BackendMetrics {
+    pub(crate) fn new(pool: &str, backend: &str) -> Self {
+        let labels = labels(pool, backend);
+        Self {
+            requests: Arc::new(RequestMetrics::new(pool, backend)),
+            connections: gauge!(BACKEND_CONNECTIONS, &labels),
+            in_flight: gauge!(BACKEND_IN_FLIGHT, &labels),
+        }
+    }
+
+    /// Publishes the backend's in-flight count; called when metrics are
+    /// scraped rather than per request, since the strategies already count.
+    pub(crate) fn publish_in_flight(&self, in_flight: u32) {
+        self.in_flight.set(f64::from(in_flight));
+    }
+
+    /// Marks a backend connection open until the guard drops.
+    pub(crate) fn connection(&self) -> GaugeGuard {
+        GaugeGuard::new(self.connections.clone())
+    }
+}
+
+fn labels(pool: &str, backend: &str) -> [(&'static str, String); 2] {
+    [("pool", pool.to_owned()), ("backend", backend.to_owned())]
+}
+
+/// Increments a gauge now and decrements it when dropped.
+#[derive(Debug)]
+pub(crate) struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    pub(crate) fn new(gauge: Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}

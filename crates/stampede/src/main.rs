@@ -1,0 +1,47 @@
+//! `stampede`: one binary, a subcommand per role.
+//!
+//! This file only wires things together: parse the command line, set up
+//! logging, hand over to the role's library crate, and turn errors into a
+//! message and an exit code.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod gateway;
+mod signal;
+
+/// Keeps a web service up and correct when a flash crowd hits it.
+#[derive(Debug, Parser)]
+#[command(name = "stampede", version, about, long_about = None)]
+struct Cli {
+    /// Log filter in RUST_LOG syntax (e.g. `info`, `stampede_gateway=debug`).
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Run the gateway: an L7 load balancer in front of backends.
+    Gateway(gateway::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    match cli.role {
+        Role::Gateway(args) => gateway::run(args),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
