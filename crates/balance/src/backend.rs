@@ -2,8 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One upstream server of a pool.
@@ -53,54 +52,35 @@ impl Backend {
 }
 
 /// The load of one backend as the proxy observes it.
+///
+/// Plain atomics, no lock: every pick of a load-aware strategy reads two
+/// backends' figures, and every response writes one. Two responses racing
+/// to update the average may lose one observation, which an estimate that
+/// decays over seconds does not notice.
 #[derive(Debug)]
 pub struct Load {
     in_flight: AtomicU32,
-    ewma: Mutex<Ewma>,
+    /// Peak-EWMA latency in nanoseconds, as `f64` bits.
+    ewma_bits: AtomicU64,
+    /// When the average was last updated, in nanoseconds since `epoch`.
+    stamp: AtomicU64,
+    epoch: Instant,
 }
 
 impl Default for Load {
     fn default() -> Self {
         Self {
             in_flight: AtomicU32::new(0),
-            ewma: Mutex::new(Ewma::new()),
+            ewma_bits: AtomicU64::new(0f64.to_bits()),
+            stamp: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 }
 
 /// Decay time of the latency average: how long an old observation keeps
-/// half-ish its influence. Linkerd and Finagle use 10 s.
+/// weight. Linkerd and Finagle use 10 s.
 const EWMA_DECAY: Duration = Duration::from_secs(10);
-
-/// Peak-EWMA of latency (Finagle/Linkerd): a slower observation replaces the
-/// average at once (the "peak"), a faster one is blended in with a weight that
-/// grows with the time since the last observation.
-#[derive(Debug)]
-struct Ewma {
-    nanos: f64,
-    stamp: Instant,
-}
-
-impl Ewma {
-    fn new() -> Self {
-        Self {
-            nanos: 0.0,
-            stamp: Instant::now(),
-        }
-    }
-
-    fn observe(&mut self, rtt: Duration, now: Instant) {
-        let rtt = rtt.as_nanos() as f64;
-        let elapsed = now.saturating_duration_since(self.stamp).as_nanos() as f64;
-        self.stamp = now;
-        if rtt > self.nanos {
-            self.nanos = rtt;
-        } else {
-            let w = (-elapsed / EWMA_DECAY.as_nanos() as f64).exp();
-            self.nanos = self.nanos * w + rtt * (1.0 - w);
-        }
-    }
-}
 
 impl Load {
     /// Requests sent to the backend and not yet finished.
@@ -109,16 +89,28 @@ impl Load {
     }
 
     /// Records how long a response took to start arriving.
+    ///
+    /// Peak-EWMA (Finagle, Linkerd): a slower observation replaces the
+    /// average at once (the "peak"), so a backend that turns slow is avoided
+    /// immediately; a faster one is blended in with a weight that grows with
+    /// the time since the last observation, so recovery is believed slowly.
     pub fn observe_latency(&self, rtt: Duration) {
-        let now = Instant::now();
-        if let Ok(mut ewma) = self.ewma.lock() {
-            ewma.observe(rtt, now);
-        }
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let rtt = rtt.as_nanos() as f64;
+        let previous = self.ewma_nanos();
+        let elapsed = now.saturating_sub(self.stamp.swap(now, Ordering::Relaxed)) as f64;
+        let next = if rtt > previous {
+            rtt
+        } else {
+            let w = (-elapsed / EWMA_DECAY.as_nanos() as f64).exp();
+            previous * w + rtt * (1.0 - w)
+        };
+        self.ewma_bits.store(next.to_bits(), Ordering::Relaxed);
     }
 
     /// The peak-EWMA latency in nanoseconds (0 before any observation).
     pub fn ewma_nanos(&self) -> f64 {
-        self.ewma.lock().map(|e| e.nanos).unwrap_or(0.0)
+        f64::from_bits(self.ewma_bits.load(Ordering::Relaxed))
     }
 
     /// Linkerd's peak-EWMA cost: latency times (in-flight + 1), so that an

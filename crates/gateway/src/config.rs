@@ -251,19 +251,25 @@ impl Config {
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, origin, Some(text))
+    }
+
+    /// `source` is the text positions refer to, when they mean something to
+    /// the user (not for the TOML generated from flags).
+    fn parse(text: &str, origin: &str, source: Option<&str>) -> Result<Self, ConfigError> {
         let invalid = |key: String, problem: String| ConfigError::Invalid {
             origin: origin.to_owned(),
             key,
             problem,
         };
         let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| invalid("(syntax)".into(), de::describe(&e, text)))?;
+            .map_err(|e| invalid("(syntax)".into(), de::describe(&e, source)))?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = match e.path().to_string() {
                 root if root == "." => "(top level)".to_owned(),
                 path => path,
             };
-            invalid(key, de::describe(e.inner(), text))
+            invalid(key, de::describe(e.inner(), source))
         })?;
         config
             .validate()
@@ -293,7 +299,7 @@ impl Config {
         if let Some(strategy) = &flags.strategy {
             toml.push_str(&format!("strategy = {}\n", quote(strategy)));
         }
-        Self::from_toml(&toml, "flags").map_err(|e| match e {
+        Self::parse(&toml, "flags", None).map_err(|e| match e {
             ConfigError::Invalid { key, problem, .. } => ConfigError::Invalid {
                 origin: "flags".into(),
                 key: flag_name(&key).to_owned(),

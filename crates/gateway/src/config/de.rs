@@ -14,16 +14,16 @@ use super::{BackendConfig, HashOn};
 
 /// Renders a TOML error as "message (line L, column C)" without the
 /// multi-line snippet, so that one error stays one line.
-pub(super) fn describe(error: &toml::de::Error, text: &str) -> String {
+pub(super) fn describe(error: &toml::de::Error, text: Option<&str>) -> String {
     let message = error.message().trim_end();
-    match error.span() {
-        Some(span) => {
+    match (error.span(), text) {
+        (Some(span), Some(text)) => {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
             format!("{message} (line {line}, column {column})")
         }
-        None => message.to_owned(),
+        _ => message.to_owned(),
     }
 }
 

@@ -1,1 +1,149 @@
+//! Every configuration mistake names its key and says what is wrong.
 
+use super::*;
+
+fn error(toml: &str) -> String {
+    match Config::from_toml(toml, "test.toml") {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const GOOD: &str = r#"
+listen = "127.0.0.1:0"
+[pools.web]
+backends = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 3 }]
+[[routes]]
+pool = "web"
+"#;
+
+#[test]
+fn a_minimal_file_gets_the_documented_defaults() {
+    let config = Config::from_toml(GOOD, "test.toml").unwrap();
+    let pool = &config.pools["web"];
+    assert_eq!(pool.strategy, StrategyKind::RoundRobin);
+    assert_eq!(pool.backends[1].weight, 3);
+    assert_eq!(config.routes[0].path_prefix, "/");
+    assert_eq!(config.routes[0].connect_timeout, Duration::from_secs(5));
+    assert_eq!(config.drain_timeout, Duration::from_secs(30));
+    assert_eq!(config.limits.max_header_bytes, 32 * 1024);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = error(&GOOD.replace("[pools.web]", "[pools.web]\nstrategyy = \"random\""));
+    assert!(e.contains("pools.web") && e.contains("strategyy"), "{e}");
+    let e = error(&format!("colour = \"blue\"\n{GOOD}"));
+    assert!(e.contains("colour"), "{e}");
+}
+
+#[test]
+fn bad_addresses_are_named() {
+    let e = error(&GOOD.replace("127.0.0.1:9002", "127.0.0.1:99999"));
+    assert!(
+        e.contains("pools.web.backends[1]") && e.contains("not a valid address"),
+        "{e}"
+    );
+    let e = error(&GOOD.replace("127.0.0.1:0", "nowhere"));
+    assert!(e.contains("`listen`") && e.contains("HOST:PORT"), "{e}");
+}
+
+#[test]
+fn unknown_strategies_list_the_known_ones() {
+    let e = error(&GOOD.replace("[pools.web]", "[pools.web]\nstrategy = \"fastest\""));
+    assert!(
+        e.contains("pools.web.strategy") && e.contains("least-conn"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_pools_are_refused() {
+    let e = error(&GOOD.replace(
+        r#"["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 3 }]"#,
+        "[]",
+    ));
+    assert!(
+        e.contains("pools.web.backends") && e.contains("no backends"),
+        "{e}"
+    );
+}
+
+#[test]
+fn routes_must_name_a_pool_that_exists() {
+    let e = error(&GOOD.replace("pool = \"web\"", "pool = \"api\""));
+    assert!(e.contains("routes[0].pool") && e.contains("`api`"), "{e}");
+}
+
+#[test]
+fn durations_and_weights_are_checked() {
+    let e = error(&GOOD.replace(
+        "pool = \"web\"",
+        "pool = \"web\"\nconnect_timeout = \"soon\"",
+    ));
+    assert!(
+        e.contains("routes[0].connect_timeout") && e.contains("duration"),
+        "{e}"
+    );
+    let e = error(&GOOD.replace("weight = 3", "weight = 0"));
+    assert!(
+        e.contains("pools.web.backends[1]") && e.contains("weight"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hash_on_needs_a_hashing_strategy() {
+    let e = error(&GOOD.replace("[pools.web]", "[pools.web]\nhash_on = \"header:X-User\""));
+    assert!(e.contains("pools.web.hash_on"), "{e}");
+    let ok = GOOD.replace(
+        "[pools.web]",
+        "[pools.web]\nstrategy = \"maglev\"\nhash_on = \"cookie:sid\"",
+    );
+    let config = Config::from_toml(&ok, "test.toml").unwrap();
+    assert_eq!(config.pools["web"].hash_on, HashOn::Cookie("sid".into()));
+}
+
+#[test]
+fn syntax_errors_give_the_line() {
+    let e = error("listen = \n");
+    assert!(e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn quick_flags_make_one_pool_and_name_the_flag_in_errors() {
+    let flags = QuickFlags {
+        listen: Some("127.0.0.1:0".into()),
+        backends: vec!["127.0.0.1:9001".into(), "127.0.0.1:9002".into()],
+        strategy: Some("least-conn".into()),
+        ..QuickFlags::default()
+    };
+    let config = Config::from_flags(&flags).unwrap();
+    assert_eq!(config.pools["default"].strategy, StrategyKind::LeastConn);
+    assert_eq!(config.pools["default"].backends.len(), 2);
+
+    let bad = QuickFlags {
+        backends: vec!["nonsense".into()],
+        ..flags.clone()
+    };
+    let e = Config::from_flags(&bad).unwrap_err().to_string();
+    assert!(e.contains("--backend") && e.contains("nonsense"), "{e}");
+    let bad = QuickFlags {
+        strategy: Some("fastest".into()),
+        ..flags.clone()
+    };
+    let e = Config::from_flags(&bad).unwrap_err().to_string();
+    assert!(e.contains("--strategy"), "{e}");
+    let none = QuickFlags {
+        backends: vec![],
+        ..flags
+    };
+    let e = Config::from_flags(&none).unwrap_err().to_string();
+    assert!(e.contains("--backend") && e.contains("no backends"), "{e}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.toml");
+    Config::from_file(&path).unwrap();
+}
