@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use stampede_balance::InFlight;
 use tokio::time::Sleep;
 
+use crate::connection::OpenExchange;
 use crate::telemetry::RequestMetrics;
 
 /// Why a body stopped early.
@@ -144,6 +145,8 @@ pub(crate) struct ResponseBody {
     kind: Kind,
     deadline: Option<Pin<Box<Sleep>>>,
     _exchange: Option<Exchange>,
+    /// Keeps the client connection from counting as idle until the body ends.
+    _open: Option<OpenExchange>,
 }
 
 #[derive(Debug)]
@@ -163,6 +166,7 @@ impl ResponseBody {
             kind: Kind::Upstream(inner),
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
             _exchange: Some(exchange),
+            _open: None,
         }
     }
 
@@ -172,7 +176,13 @@ impl ResponseBody {
             kind: Kind::Full(Some(bytes.into())),
             deadline: None,
             _exchange: exchange,
+            _open: None,
         }
+    }
+
+    /// Marks the client connection busy until this body ends or is dropped.
+    pub(crate) fn hold(&mut self, open: OpenExchange) {
+        self._open = Some(open);
     }
 
     /// No body at all (`101 Switching Protocols`).
@@ -181,6 +191,7 @@ impl ResponseBody {
             kind: Kind::Full(None),
             deadline: None,
             _exchange: exchange,
+            _open: None,
         }
     }
 }

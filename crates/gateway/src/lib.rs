@@ -12,6 +12,7 @@
 //!
 //! - [`config`]: the TOML file and quick flags, validated into a [`Config`].
 //! - `server`: listeners, worker threads, graceful shutdown ([`Gateway`]).
+//! - `connection`: one client connection: first byte, idle timeout, drain.
 //! - `proxy`: one request's journey from client to backend and back.
 //! - `route`: Host and path-prefix routing to pools.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live
@@ -27,6 +28,7 @@ use std::sync::Arc;
 mod admin;
 mod body;
 pub mod config;
+mod connection;
 mod error;
 mod forwarded;
 mod pool;

@@ -69,7 +69,7 @@ impl Proxy {
 
     /// Serves one request; never fails, since every error is an answer.
     pub(crate) async fn serve(
-        &self,
+        self: Arc<Self>,
         mut req: Request<Incoming>,
         peer: Peer,
     ) -> Result<Response<ResponseBody>, std::convert::Infallible> {

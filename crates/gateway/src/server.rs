@@ -21,19 +21,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::Shared;
-use crate::admin;
 use crate::config::{Config, Limits};
-use crate::proxy::{Peer, Proxy};
-use crate::telemetry::{CLIENT_CONNECTIONS, GaugeGuard};
+use crate::proxy::Proxy;
+use crate::{admin, connection};
 
 /// Backlog of each listening socket; nginx's default on Linux is 511.
 const BACKLOG: i32 = 1024;
@@ -166,30 +163,36 @@ fn worker(
 ) -> io::Result<()> {
     runtime()?.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
-        let drain = shared.config.drain_timeout;
-        let proxy = Arc::new(Proxy::new(Arc::clone(&shared)));
-        let builder = connection_builder(&shared.config.limits);
-        let graceful = GracefulShutdown::new();
-        accept_until_stopped(&listener, stop, |stream, peer| {
-            let proxy = Arc::clone(&proxy);
-            let service = service_fn(move |req| {
-                let proxy = Arc::clone(&proxy);
-                async move { proxy.serve(req, Peer { addr: peer }).await }
-            });
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                let _open = GaugeGuard::new(metrics::gauge!(CLIENT_CONNECTIONS));
-                if let Err(error) = connection.await {
-                    tracing::debug!(%peer, %error, "Client connection ended with an error.");
-                }
-            });
+        let limits = &shared.config.limits;
+        let context = Arc::new(connection::Context {
+            proxy: Arc::new(Proxy::new(Arc::clone(&shared))),
+            builder: connection_builder(limits),
+            idle_timeout: limits.idle_timeout,
+        });
+        // Every connection holds a sender; when the last one is dropped the
+        // receiver yields `None`: all connections are done (mini-redis's
+        // shutdown pattern).
+        let (drain_tx, mut drained) = mpsc::channel::<()>(1);
+        accept_until_stopped(&listener, stop.clone(), |stream, peer| {
+            let serve = connection::serve(
+                stream,
+                peer,
+                Arc::clone(&context),
+                stop.clone(),
+                drain_tx.clone(),
+            );
+            tokio::spawn(serve);
         })
         .await;
         drop(listener);
-        drain_connections(graceful, drain).await;
+        drop(drain_tx);
+        let drain = shared.config.drain_timeout;
+        if tokio::time::timeout(drain, drained.recv()).await.is_err() {
+            tracing::warn!(
+                ?drain,
+                "Drain timeout passed; closing remaining connections."
+            );
+        }
         Ok(())
     })
 }
@@ -216,24 +219,6 @@ pub(crate) async fn accept_until_stopped(
             },
             _ = stop.wait_for(|stop| *stop) => return,
         }
-    }
-}
-
-/// Asks every connection to close after its current request, and waits for
-/// them up to `drain`.
-async fn drain_connections(graceful: GracefulShutdown, drain: Duration) {
-    let open = graceful.count();
-    if open > 0 {
-        tracing::info!(open, ?drain, "Draining connections.");
-    }
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?drain,
-            "Drain timeout passed; closing remaining connections."
-        );
     }
 }
 

@@ -1,0 +1,155 @@
+//! One client connection's life: wait for its first byte, serve it with
+//! hyper (HTTP/1.1 or h2c, told apart by the first bytes), close it when it
+//! has been idle too long, and close it gracefully when the gateway stops.
+//!
+//! Why not leave idleness to hyper: hyper's HTTP/1 header timeout only
+//! starts once the protocol is known, so a client that connects and sends
+//! nothing would be kept forever; and HTTP/2 has no idle timeout at all, only
+//! pings a live client answers. So the connection counts its open exchanges
+//! itself, and asks hyper to close it (HTTP/1 `Connection: close`, HTTP/2
+//! `GOAWAY`) once none has been open for `idle_timeout`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::proxy::{Peer, Proxy};
+use crate::telemetry::{CLIENT_CONNECTIONS, GaugeGuard};
+
+/// What one worker's connections share.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) proxy: Arc<Proxy>,
+    pub(crate) builder: auto::Builder<TokioExecutor>,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// Serves one accepted connection until it closes. `stop` turns true when
+/// the gateway shuts down; `_drain` is dropped when this connection is done,
+/// which is how the worker knows every connection has finished.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: Arc<Context>,
+    mut stop: watch::Receiver<bool>,
+    _drain: mpsc::Sender<()>,
+) {
+    let _open = GaugeGuard::new(metrics::gauge!(CLIENT_CONNECTIONS));
+    let idle_timeout = context.idle_timeout;
+    if !first_byte_arrives(&stream, idle_timeout).await {
+        return;
+    }
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let (context, activity) = (Arc::clone(&context), Arc::clone(&activity));
+        service_fn(move |req| {
+            let exchange = activity.begin();
+            let proxy = Arc::clone(&context.proxy);
+            async move {
+                let mut response = proxy.serve(req, Peer { addr: peer }).await?;
+                response.body_mut().hold(exchange);
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        })
+    };
+    let connection = context
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut idle_check = tokio::time::interval(idle_timeout / 2);
+    let mut closing = false;
+    // An idle HTTP/2 close waits for the client to acknowledge GOAWAY's ping;
+    // a client that never does is cut off after this grace.
+    let idle_close_grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(idle_close_grace);
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "Client connection ended with an error.");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stop| *stop), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = idle_check.tick(), if !closing => {
+                if activity.idle_for() >= idle_timeout {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                    idle_close_grace.as_mut().reset(Instant::now() + IDLE_CLOSE_GRACE);
+                }
+            }
+            _ = &mut idle_close_grace => return,
+        }
+    }
+}
+
+/// How long an idle connection being closed may take to say goodbye.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits until the client sends something; `false` when it closed or stayed
+/// silent past `timeout`. Peeking leaves the bytes for hyper to read.
+async fn first_byte_arrives(stream: &TcpStream, timeout: Duration) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(
+        tokio::time::timeout(timeout, stream.peek(&mut probe)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
+/// Open exchanges on a connection, and when the last one ended.
+#[derive(Debug)]
+struct Activity {
+    open: AtomicUsize,
+    /// Milliseconds since `epoch` when the connection last became idle.
+    idle_since: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> OpenExchange {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenExchange(Arc::clone(self))
+    }
+
+    /// How long the connection has had no open exchange (zero while one is open).
+    fn idle_for(&self) -> Duration {
+        if self.open.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let since = Duration::from_millis(self.idle_since.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(since)
+    }
+}
+
+/// An exchange in progress on a connection: from the request's arrival to
+/// the end of its response body.
+#[derive(Debug)]
+pub(crate) struct OpenExchange(Arc<Activity>);
+
+impl Drop for OpenExchange {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let now = activity.epoch.elapsed().as_millis() as u64;
+        activity.idle_since.store(now, Ordering::Relaxed);
+        activity.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
