@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use stampede_gateway::{Config, Gateway, QuickFlags};
 
-use crate::signal;
+use crate::signal::ShutdownSignal;
 
 /// Exit code for a configuration that cannot be run (as `nginx -t` and
 /// sysexits' EX_USAGE family do, distinct from a runtime failure).
@@ -84,6 +84,7 @@ fn load(args: &Args) -> Result<Config, stampede_gateway::ConfigError> {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    let signal = ShutdownSignal::install().context("installing signal handlers")?;
     let gateway = Gateway::start(config).context("starting the gateway")?;
     println!(
         "stampede gateway listening on http://{}",
@@ -92,7 +93,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(admin) = gateway.admin_addr() {
         println!("admin (metrics) on http://{admin}/metrics");
     }
-    signal::wait_for_shutdown().context("waiting for a shutdown signal")?;
+    signal.wait();
     tracing::info!("Shutting down: draining in-flight requests.");
     gateway.shutdown();
     Ok(())
