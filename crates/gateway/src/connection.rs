@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::proxy::{Peer, Proxy};
+use crate::proxy::Proxy;
 use crate::telemetry::{CLIENT_CONNECTIONS, GaugeGuard};
 
 /// What one worker's connections share.
@@ -50,11 +50,12 @@ pub(crate) async fn serve(
     let activity = Arc::new(Activity::new());
     let service = {
         let (context, activity) = (Arc::clone(&context), Arc::clone(&activity));
+        let peer = Arc::new(context.proxy.peer(peer));
         service_fn(move |req| {
             let exchange = activity.begin();
-            let proxy = Arc::clone(&context.proxy);
+            let (proxy, peer) = (Arc::clone(&context.proxy), Arc::clone(&peer));
             async move {
-                let mut response = proxy.serve(req, Peer { addr: peer }).await?;
+                let mut response = proxy.serve(req, &peer).await?;
                 response.body_mut().hold(exchange);
                 Ok::<_, std::convert::Infallible>(response)
             }

@@ -22,6 +22,18 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TrustedProxies(Vec<IpNet>);
 
+/// The other end of a client connection, worked out once per connection
+/// rather than per request: its address, that address as header text, and
+/// whether its forwarding headers are believed.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    ip: IpAddr,
+    text: HeaderValue,
+    /// `for=` node of RFC 7239 (IPv6 bracketed and quoted).
+    node: String,
+    trusted: bool,
+}
+
 impl TrustedProxies {
     pub(crate) fn new(nets: Vec<IpNet>) -> Self {
         Self(nets)
@@ -32,17 +44,27 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
+    /// Describes a newly accepted connection's peer.
+    pub(crate) fn peer(&self, addr: SocketAddr) -> Peer {
+        let ip = canonical(addr.ip());
+        Peer {
+            ip,
+            text: HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("")),
+            node: forwarded_node(ip),
+            trusted: self.contains(ip),
+        }
+    }
+
     /// The client's address: the peer, or, when the peer is trusted, the
     /// rightmost untrusted address of `X-Forwarded-For` (or `Forwarded`).
     /// Rightmost, because each hop appends: the leftmost entries are the
     /// client's own claims and cannot be believed.
-    pub(crate) fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let peer = canonical(peer);
-        if !self.contains(peer) {
-            return peer;
+    pub(crate) fn client_ip(&self, peer: &Peer, headers: &HeaderMap) -> IpAddr {
+        if !peer.trusted {
+            return peer.ip;
         }
         let mut hops: Vec<IpAddr> = forwarded_for_chain(headers);
-        let mut client = peer;
+        let mut client = peer.ip;
         while let Some(hop) = hops.pop() {
             client = hop;
             if !self.contains(hop) {
@@ -51,52 +73,62 @@ impl TrustedProxies {
         }
         client
     }
+}
 
-    /// Rewrites the forwarding headers of a request about to go upstream.
-    ///
-    /// `host` is the Host the client asked for, `proto` the scheme of the
-    /// listener it came in on.
-    pub(crate) fn rewrite(
-        &self,
-        headers: &mut HeaderMap,
-        peer: IpAddr,
-        client: IpAddr,
-        host: Option<&HeaderValue>,
-        proto: &'static str,
-    ) {
-        let peer = canonical(peer);
-        let trusted = self.contains(peer);
-        let peer_text = peer.to_string();
-
-        let xff = match (trusted, joined(headers, &X_FORWARDED_FOR)) {
-            (true, Some(previous)) => format!("{previous}, {peer_text}"),
-            _ => peer_text.clone(),
-        };
-        set(headers, X_FORWARDED_FOR, &xff);
-        set(headers, X_REAL_IP, &client.to_string());
-        if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+/// Rewrites the forwarding headers of a request about to go upstream.
+///
+/// `host` is the Host the client asked for, `proto` the scheme of the
+/// listener it came in on. From an untrusted peer (the common case) this
+/// allocates once, for `Forwarded`.
+pub(crate) fn rewrite(
+    headers: &mut HeaderMap,
+    peer: &Peer,
+    client: IpAddr,
+    host: Option<&HeaderValue>,
+    proto: &'static str,
+) {
+    let trusted = peer.trusted;
+    match (trusted, joined(headers, &X_FORWARDED_FOR)) {
+        (true, Some(previous)) => {
+            let chain = format!("{previous}, {}", peer.ip);
+            set(headers, X_FORWARDED_FOR, &chain);
         }
-        if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
-            match host {
-                Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
-                None => headers.remove(&X_FORWARDED_HOST),
-            };
+        _ => {
+            headers.insert(X_FORWARDED_FOR, peer.text.clone());
         }
-
-        let mut element = format!("for={}", forwarded_node(peer));
-        if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-            element.push_str(";host=");
-            element.push_str(&forwarded_value(host));
-        }
-        element.push_str(";proto=");
-        element.push_str(proto);
-        let forwarded = match (trusted, joined(headers, &header::FORWARDED)) {
-            (true, Some(previous)) => format!("{previous}, {element}"),
-            _ => element,
-        };
-        set(headers, header::FORWARDED, &forwarded);
     }
+    if client == peer.ip {
+        headers.insert(X_REAL_IP, peer.text.clone());
+    } else {
+        set(headers, X_REAL_IP, &client.to_string());
+    }
+    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+        match host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+
+    let previous = trusted
+        .then(|| joined(headers, &header::FORWARDED))
+        .flatten();
+    let mut forwarded = String::with_capacity(64);
+    if let Some(previous) = previous {
+        forwarded.push_str(&previous);
+        forwarded.push_str(", ");
+    }
+    forwarded.push_str("for=");
+    forwarded.push_str(&peer.node);
+    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+        forwarded.push_str(";host=");
+        push_forwarded_value(&mut forwarded, host);
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
+    set(headers, header::FORWARDED, &forwarded);
 }
 
 /// IPv4-mapped IPv6 (`::ffff:10.0.0.1`, what a dual-stack socket reports)
@@ -178,16 +210,24 @@ fn forwarded_node(ip: IpAddr) -> String {
     }
 }
 
-/// RFC 7239 values that are not tokens (a host with a port has `:`) are quoted.
-fn forwarded_value(value: &str) -> String {
+/// Appends an RFC 7239 value, quoted when it is not a token (a host with a
+/// port has `:`).
+fn push_forwarded_value(out: &mut String, value: &str) {
     let token = value
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if token {
-        value.to_owned()
-    } else {
-        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+        out.push_str(value);
+        return;
     }
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 /// Removes the hop-by-hop headers (RFC 9110 §7.6.1): those of the fixed list

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use http::header::{COOKIE, HeaderValue};
+use http::uri::Authority;
 use stampede_balance::strategy::Sticky;
 use stampede_balance::{Backend, Pick, Strategy};
 
@@ -19,6 +20,9 @@ use crate::telemetry::{BackendMetrics, RequestMetrics};
 pub(crate) struct Pool {
     pub(crate) name: Arc<str>,
     pub(crate) backends: Vec<Arc<Backend>>,
+    /// Each backend's `host:port` as a URI authority, parallel to `backends`,
+    /// formatted once rather than per request.
+    pub(crate) authorities: Vec<Authority>,
     /// Metric handles, parallel to `backends`.
     pub(crate) metrics: Vec<Arc<BackendMetrics>>,
     /// Metric handles for requests that failed before a backend was chosen.
@@ -52,6 +56,13 @@ impl Pool {
         }
         Self {
             name: name.into(),
+            authorities: backends
+                .iter()
+                .map(|b| {
+                    Authority::try_from(b.addr.to_string())
+                        .expect("a socket address is an authority")
+                })
+                .collect(),
             metrics: backends
                 .iter()
                 .map(|b| Arc::new(BackendMetrics::new(name, &b.id)))

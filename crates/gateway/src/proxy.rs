@@ -20,13 +20,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::Shared;
 use crate::body::{BodyError, Exchange, RequestBody, ResponseBody};
 use crate::error::GatewayError;
-use crate::forwarded::strip_hop_by_hop;
+use crate::forwarded::{self, Peer, strip_hop_by_hop};
 use crate::pool::Pool;
 use crate::route::{Route, host_without_port};
 use crate::telemetry::RequestMetrics;
@@ -42,12 +43,6 @@ pub(crate) struct Proxy {
     shared: Arc<Shared>,
     clients: Vec<UpstreamClient>,
     scheme: &'static str,
-}
-
-/// What the proxy knows of the connection a request came in on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer {
-    pub(crate) addr: SocketAddr,
 }
 
 impl Proxy {
@@ -67,11 +62,16 @@ impl Proxy {
         }
     }
 
+    /// Describes a new client connection's peer for the requests it will send.
+    pub(crate) fn peer(&self, addr: SocketAddr) -> Peer {
+        self.shared.trusted.peer(addr)
+    }
+
     /// Serves one request; never fails, since every error is an answer.
     pub(crate) async fn serve(
-        self: Arc<Self>,
+        &self,
         mut req: Request<Incoming>,
-        peer: Peer,
+        peer: &Peer,
     ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
         let started = Instant::now();
         let request_id = request_id(req.headers());
@@ -95,14 +95,13 @@ impl Proxy {
     async fn forward(
         &self,
         req: Request<Incoming>,
-        peer: Peer,
+        peer: &Peer,
         started: Instant,
     ) -> Result<Response<ResponseBody>, Failure> {
-        let host = request_host(&req);
         let route_index = self
             .shared
             .router
-            .find(host.as_deref().map(host_without_port), req.uri().path())
+            .find(request_host(&req).map(host_without_port), req.uri().path())
             .ok_or(Failure {
                 error: GatewayError::NoRoute,
                 counted_in: None,
@@ -117,7 +116,7 @@ impl Proxy {
         }
 
         let trusted = &self.shared.trusted;
-        let client_ip = trusted.client_ip(peer.addr.ip(), req.headers());
+        let client_ip = trusted.client_ip(peer, req.headers());
         let choice = pool
             .choose(client_ip, req.uri().path(), req.headers())
             .ok_or_else(|| fail(GatewayError::NoBackend))?;
@@ -135,9 +134,9 @@ impl Proxy {
             HeaderValue::from_str(authority.as_str()).ok()
         });
         strip_hop_by_hop(&mut parts.headers);
-        trusted.rewrite(
+        forwarded::rewrite(
             &mut parts.headers,
-            peer.addr.ip(),
+            peer,
             client_ip,
             host_header.as_ref(),
             self.scheme,
@@ -148,8 +147,8 @@ impl Proxy {
         if let (Some(_), Some(protocol)) = (&upgrade, upgrade_protocol) {
             upgrade::restore_request_headers(&mut parts.headers, protocol);
         }
-        parts.uri =
-            upstream_uri(&backend.addr, &parts.uri).map_err(|_| fail(GatewayError::BadRequest))?;
+        parts.uri = upstream_uri(&pool.authorities[choice.index], &parts.uri)
+            .map_err(|_| fail(GatewayError::BadRequest))?;
         parts.version = if pool.http2 {
             Version::HTTP_2
         } else {
@@ -226,18 +225,21 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
             return id.clone();
         }
     }
-    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+    let mut id = [0u8; 32];
+    let bits = fastrand::u128(..);
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((bits >> (4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// The Host the client asked for: the `Host` header (HTTP/1.1) or the
 /// `:authority` (HTTP/2).
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
 fn content_length(req: &Request<Incoming>) -> Option<u64> {
@@ -249,15 +251,20 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
         .ok()
 }
 
-/// `http://backend` + the request's path and query: the client's URI names
-/// where to connect, and the pool key is the backend.
-fn upstream_uri(backend: &SocketAddr, original: &Uri) -> Result<Uri, http::Error> {
-    let path = original.path_and_query().map_or("/", |pq| pq.as_str());
-    Uri::builder()
-        .scheme("http")
-        .authority(backend.to_string())
-        .path_and_query(path)
-        .build()
+/// `http://backend` + the request's path and query: the URI tells the
+/// client where to connect, and is the key of its connection pool. Built
+/// from parts that are shared buffers, so nothing is copied or parsed.
+fn upstream_uri(backend: &Authority, original: &Uri) -> Result<Uri, http::uri::InvalidUriParts> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(backend.clone());
+    parts.path_and_query = Some(
+        original
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts)
 }
 
 /// Sorts a client error into what the client is told: our own body limits

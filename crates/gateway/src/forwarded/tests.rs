@@ -21,11 +21,27 @@ fn trusting(nets: &[&str]) -> TrustedProxies {
     TrustedProxies::new(nets.iter().map(|n| n.parse().unwrap()).collect())
 }
 
+fn client_ip(proxies: &TrustedProxies, peer: &str, headers: &HeaderMap) -> IpAddr {
+    proxies.client_ip(&proxies.peer(SocketAddr::new(ip(peer), 40000)), headers)
+}
+
+/// Rewrites as the proxy does: client address first, then the headers.
+fn forward(
+    proxies: &TrustedProxies,
+    peer: &str,
+    headers: &mut HeaderMap,
+    host: Option<&HeaderValue>,
+) {
+    let peer = proxies.peer(SocketAddr::new(ip(peer), 40000));
+    let client = proxies.client_ip(&peer, headers);
+    rewrite(headers, &peer, client, host, "http");
+}
+
 #[test]
 fn untrusted_peers_cannot_claim_an_address() {
     let h = headers(&[("x-forwarded-for", "6.6.6.6")]);
     assert_eq!(
-        trusting(&[]).client_ip(ip("203.0.113.9"), &h),
+        client_ip(&trusting(&[]), "203.0.113.9", &h),
         ip("203.0.113.9")
     );
 }
@@ -34,10 +50,10 @@ fn untrusted_peers_cannot_claim_an_address() {
 fn trusted_peers_give_the_rightmost_untrusted_hop() {
     let proxies = trusting(&["10.0.0.0/8"]);
     let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.1.2.3")]);
-    assert_eq!(proxies.client_ip(ip("10.0.0.1"), &h), ip("198.51.100.7"));
+    assert_eq!(client_ip(&proxies, "10.0.0.1", &h), ip("198.51.100.7"));
     // Garbage stops the walk: nothing left of it is believed.
     let h = headers(&[("x-forwarded-for", "198.51.100.7, junk, 10.1.2.3")]);
-    assert_eq!(proxies.client_ip(ip("10.0.0.1"), &h), ip("10.1.2.3"));
+    assert_eq!(client_ip(&proxies, "10.0.0.1", &h), ip("10.1.2.3"));
 }
 
 #[test]
@@ -47,7 +63,7 @@ fn forwarded_for_is_read_when_there_is_no_x_forwarded_for() {
         "forwarded",
         "for=198.51.100.7;proto=https, for=\"[2001:db8::1]:443\"",
     )]);
-    assert_eq!(proxies.client_ip(ip("10.0.0.1"), &h), ip("2001:db8::1"));
+    assert_eq!(client_ip(&proxies, "10.0.0.1", &h), ip("2001:db8::1"));
 }
 
 #[test]
@@ -55,7 +71,7 @@ fn mapped_ipv4_counts_as_ipv4() {
     let proxies = trusting(&["10.0.0.0/8"]);
     let h = headers(&[("x-forwarded-for", "198.51.100.7")]);
     assert_eq!(
-        proxies.client_ip(ip("::ffff:10.0.0.1"), &h),
+        client_ip(&proxies, "::ffff:10.0.0.1", &h),
         ip("198.51.100.7")
     );
 }
@@ -68,13 +84,7 @@ fn rewrite_replaces_untrusted_and_appends_trusted() {
         ("x-forwarded-proto", "https"),
         ("forwarded", "for=6.6.6.6"),
     ]);
-    trusting(&[]).rewrite(
-        &mut h,
-        ip("203.0.113.9"),
-        ip("203.0.113.9"),
-        Some(&host),
-        "http",
-    );
+    forward(&trusting(&[]), "203.0.113.9", &mut h, Some(&host));
     assert_eq!(h["x-forwarded-for"], "203.0.113.9");
     assert_eq!(h["x-real-ip"], "203.0.113.9");
     assert_eq!(h["x-forwarded-proto"], "http");
@@ -88,9 +98,7 @@ fn rewrite_replaces_untrusted_and_appends_trusted() {
         ("x-forwarded-for", "198.51.100.7"),
         ("x-forwarded-proto", "https"),
     ]);
-    let proxies = trusting(&["10.0.0.0/8"]);
-    let client = proxies.client_ip(ip("10.0.0.1"), &h);
-    proxies.rewrite(&mut h, ip("10.0.0.1"), client, Some(&host), "http");
+    forward(&trusting(&["10.0.0.0/8"]), "10.0.0.1", &mut h, Some(&host));
     assert_eq!(h["x-forwarded-for"], "198.51.100.7, 10.0.0.1");
     assert_eq!(h["x-real-ip"], "198.51.100.7");
     assert_eq!(h["x-forwarded-proto"], "https");
@@ -99,7 +107,7 @@ fn rewrite_replaces_untrusted_and_appends_trusted() {
 #[test]
 fn ipv6_nodes_are_bracketed_and_quoted() {
     let mut h = HeaderMap::new();
-    trusting(&[]).rewrite(&mut h, ip("::1"), ip("::1"), None, "http");
+    forward(&trusting(&[]), "::1", &mut h, None);
     assert_eq!(h["forwarded"], "for=\"[::1]\";proto=http");
 }
 
