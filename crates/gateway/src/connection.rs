@@ -1,13 +1,13 @@
-//! One client connection's life: wait for its first byte, serve it with
-//! hyper (HTTP/1.1 or h2c, told apart by the first bytes), close it when it
-//! has been idle too long, and close it gracefully when the gateway stops.
+//! One client connection's life: served by the HTTP/1.1 fast path (`h1`)
+//! until a request needs hyper (HTTP/2, upgrades, ...), then by hyper; closed
+//! when it has been idle too long, and gracefully when the gateway stops.
 //!
-//! Why not leave idleness to hyper: hyper's HTTP/1 header timeout only
-//! starts once the protocol is known, so a client that connects and sends
-//! nothing would be kept forever; and HTTP/2 has no idle timeout at all, only
-//! pings a live client answers. So the connection counts its open exchanges
-//! itself, and asks hyper to close it (HTTP/1 `Connection: close`, HTTP/2
-//! `GOAWAY`) once none has been open for `idle_timeout`.
+//! The fast path bounds idleness itself (a request head must arrive within
+//! `idle_timeout`, so a client that connects and sends nothing is closed).
+//! hyper has no idle timeout for HTTP/2, only pings a live client answers;
+//! so on the hyper side the connection counts its open exchanges and asks
+//! hyper to close it (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`) once none
+//! has been open for `idle_timeout`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::forwarded::Peer;
+use crate::h1::{self, Ended, Prefixed};
 use crate::proxy::Proxy;
 use crate::telemetry::{CLIENT_CONNECTIONS, GaugeGuard};
 
@@ -43,14 +45,24 @@ pub(crate) async fn serve(
     _drain: mpsc::Sender<()>,
 ) {
     let _open = GaugeGuard::new(metrics::gauge!(CLIENT_CONNECTIONS));
-    let idle_timeout = context.idle_timeout;
-    if !first_byte_arrives(&stream, idle_timeout).await {
-        return;
+    let peer = Arc::new(context.proxy.peer(peer));
+    if let Ended::Handoff(io) = h1::serve(stream, &peer, &context.proxy, &mut stop).await {
+        serve_with_hyper(io, peer, &context, stop).await;
     }
+}
+
+/// Serves the rest of a connection with hyper: HTTP/2, and the HTTP/1
+/// requests the fast path hands over (see `h1`).
+async fn serve_with_hyper(
+    io: Prefixed,
+    peer: Arc<Peer>,
+    context: &Arc<Context>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let idle_timeout = context.idle_timeout;
     let activity = Arc::new(Activity::new());
     let service = {
-        let (context, activity) = (Arc::clone(&context), Arc::clone(&activity));
-        let peer = Arc::new(context.proxy.peer(peer));
+        let (context, activity) = (Arc::clone(context), Arc::clone(&activity));
         service_fn(move |req| {
             let exchange = activity.begin();
             let (proxy, peer) = (Arc::clone(&context.proxy), Arc::clone(&peer));
@@ -63,7 +75,7 @@ pub(crate) async fn serve(
     };
     let connection = context
         .builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut idle_check = tokio::time::interval(idle_timeout / 2);
     let mut closing = false;
@@ -75,7 +87,7 @@ pub(crate) async fn serve(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "Client connection ended with an error.");
+                    tracing::debug!(%error, "Client connection ended with an error.");
                 }
                 return;
             }
@@ -97,16 +109,6 @@ pub(crate) async fn serve(
 
 /// How long an idle connection being closed may take to say goodbye.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// Waits until the client sends something; `false` when it closed or stayed
-/// silent past `timeout`. Peeking leaves the bytes for hyper to read.
-async fn first_byte_arrives(stream: &TcpStream, timeout: Duration) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(
-        tokio::time::timeout(timeout, stream.peek(&mut probe)).await,
-        Ok(Ok(n)) if n > 0
-    )
-}
 
 /// Open exchanges on a connection, and when the last one ended.
 #[derive(Debug)]

@@ -21,6 +21,14 @@ pub(crate) enum GatewayError {
     /// The request URI could not be forwarded.
     #[error("the request URI cannot be forwarded")]
     BadRequest,
+    /// The request head is not valid HTTP/1.1, or its body framing is
+    /// ambiguous.
+    #[error("malformed request")]
+    MalformedRequest,
+    /// The request head is larger than `limits.max_header_bytes`, or has
+    /// too many fields.
+    #[error("request head too large")]
+    HeadTooLarge,
     /// The body is larger than `limits.max_body_bytes`.
     #[error("request body too large")]
     BodyTooLarge,
@@ -38,6 +46,9 @@ pub(crate) enum GatewayError {
         /// What happened.
         reason: String,
     },
+    /// The backend answered with something that is not an HTTP response.
+    #[error("the backend sent {0}")]
+    BadResponse(String),
     /// The backend did not answer within the route's timeout.
     #[error("the backend did not answer in time")]
     Timeout,
@@ -47,13 +58,40 @@ impl GatewayError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::NoRoute => (StatusCode::NOT_FOUND, "not_found"),
-            Self::BadRequest => (StatusCode::BAD_REQUEST, "invalid"),
+            Self::BadRequest | Self::MalformedRequest => (StatusCode::BAD_REQUEST, "invalid"),
+            Self::HeadTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header_too_large",
+            ),
             Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BodyStalled => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::NoBackend => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Upstream { .. } => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            Self::Upstream { .. } | Self::BadResponse(_) => {
+                (StatusCode::BAD_GATEWAY, "bad_gateway")
+            }
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
         }
+    }
+
+    /// The status code the client gets.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// The JSON body the client gets (logging server-side failures, never
+    /// the client's own mistakes).
+    pub(crate) fn body(&self, pool: Option<&str>) -> String {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(pool, error = %self, "Answered {status}.");
+        }
+        let message = match pool {
+            Some(name) => format!("pool `{name}`: {self}"),
+            None => self.to_string(),
+        };
+        let mut body = error_body(code, &message, pool);
+        body.push('\n');
+        body
     }
 
     /// The answer to the client, counted in `metrics` when a pool was
@@ -63,17 +101,8 @@ impl GatewayError {
         pool: Option<(&str, Arc<RequestMetrics>)>,
         started: Instant,
     ) -> Response<ResponseBody> {
-        let (status, code) = self.status_and_code();
-        let pool_name = pool.as_ref().map(|(name, _)| *name);
-        if status.is_server_error() {
-            tracing::warn!(pool = pool_name, error = %self, "Answered {status}.");
-        }
-        let message = match pool_name {
-            Some(name) => format!("pool `{name}`: {self}"),
-            None => self.to_string(),
-        };
-        let mut body = error_body(code, &message, pool_name);
-        body.push('\n');
+        let status = self.status();
+        let body = self.body(pool.as_ref().map(|(name, _)| *name));
         let exchange =
             pool.map(|(_, metrics)| Exchange::new(metrics, status.as_u16(), started, None));
         let mut response = Response::new(ResponseBody::full(body, exchange));

@@ -11,12 +11,12 @@ use std::net::{IpAddr, SocketAddr};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use crate::fields::{Fields, is_hop_by_hop};
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// The trusted-proxy list.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +59,7 @@ impl TrustedProxies {
     /// rightmost untrusted address of `X-Forwarded-For` (or `Forwarded`).
     /// Rightmost, because each hop appends: the leftmost entries are the
     /// client's own claims and cannot be believed.
-    pub(crate) fn client_ip(&self, peer: &Peer, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn client_ip(&self, peer: &Peer, headers: &(impl Fields + ?Sized)) -> IpAddr {
         if !peer.trusted {
             return peer.ip;
         }
@@ -75,60 +75,117 @@ impl TrustedProxies {
     }
 }
 
-/// Rewrites the forwarding headers of a request about to go upstream.
-///
-/// `host` is the Host the client asked for, `proto` the scheme of the
-/// listener it came in on. From an untrusted peer (the common case) this
-/// allocates once, for `Forwarded`.
-pub(crate) fn rewrite(
-    headers: &mut HeaderMap,
-    peer: &Peer,
-    client: IpAddr,
-    host: Option<&HeaderValue>,
-    proto: &'static str,
-) {
-    let trusted = peer.trusted;
-    match (trusted, joined(headers, &X_FORWARDED_FOR)) {
-        (true, Some(previous)) => {
-            let chain = format!("{previous}, {}", peer.ip);
-            set(headers, X_FORWARDED_FOR, &chain);
-        }
-        _ => {
-            headers.insert(X_FORWARDED_FOR, peer.text.clone());
-        }
-    }
-    if client == peer.ip {
-        headers.insert(X_REAL_IP, peer.text.clone());
-    } else {
-        set(headers, X_REAL_IP, &client.to_string());
-    }
-    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    }
-    if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
-        match host {
-            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
-            None => headers.remove(&X_FORWARDED_HOST),
+/// The forwarding headers a request carries upstream, computed once from
+/// the incoming fields and applied by whichever protocol path sends it.
+#[derive(Debug)]
+pub(crate) struct Forwarding {
+    /// `X-Forwarded-For`.
+    pub(crate) forwarded_for: HeaderValue,
+    /// `X-Real-IP`.
+    pub(crate) real_ip: HeaderValue,
+    /// `X-Forwarded-Proto`.
+    pub(crate) proto: HeaderValue,
+    /// `X-Forwarded-Host`, when the request named a host.
+    pub(crate) host: Option<HeaderValue>,
+    /// RFC 7239 `Forwarded`.
+    pub(crate) forwarded: HeaderValue,
+}
+
+/// The names of the fields [`Forwarding`] sets; incoming ones are replaced.
+pub(crate) const FORWARDING_FIELDS: [&str; 5] = [
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+];
+
+impl Forwarding {
+    /// Computes the forwarding headers of a request from `peer` whose client
+    /// is `client`. `host` is the Host the client asked for, `proto` the
+    /// scheme of the listener. From an untrusted peer (the common case) this
+    /// allocates once, for `Forwarded`.
+    pub(crate) fn new(
+        fields: &(impl Fields + ?Sized),
+        peer: &Peer,
+        client: IpAddr,
+        host: Option<&[u8]>,
+        proto: &'static str,
+    ) -> Self {
+        let trusted = peer.trusted;
+        let kept = |name: &str| {
+            trusted
+                .then(|| fields.field(name))
+                .flatten()
+                .and_then(|v| HeaderValue::from_bytes(v).ok())
         };
+        let forwarded_for = match trusted.then(|| fields.joined("x-forwarded-for")).flatten() {
+            Some(previous) => value(format!("{previous}, {}", peer.ip)),
+            None => peer.text.clone(),
+        };
+        let real_ip = if client == peer.ip {
+            peer.text.clone()
+        } else {
+            value(client.to_string())
+        };
+        let host_value = host.and_then(|h| HeaderValue::from_bytes(h).ok());
+
+        let mut forwarded = String::with_capacity(64);
+        if let Some(previous) = trusted.then(|| fields.joined("forwarded")).flatten() {
+            forwarded.push_str(&previous);
+            forwarded.push_str(", ");
+        }
+        forwarded.push_str("for=");
+        forwarded.push_str(&peer.node);
+        if let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) {
+            forwarded.push_str(";host=");
+            push_forwarded_value(&mut forwarded, host);
+        }
+        forwarded.push_str(";proto=");
+        forwarded.push_str(proto);
+
+        Self {
+            forwarded_for,
+            real_ip,
+            proto: kept("x-forwarded-proto").unwrap_or(HeaderValue::from_static(proto)),
+            host: kept("x-forwarded-host").or(host_value),
+            forwarded: value(forwarded),
+        }
     }
 
-    let previous = trusted
-        .then(|| joined(headers, &header::FORWARDED))
-        .flatten();
-    let mut forwarded = String::with_capacity(64);
-    if let Some(previous) = previous {
-        forwarded.push_str(&previous);
-        forwarded.push_str(", ");
+    /// Sets the headers on a request about to go upstream through hyper.
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        for name in FORWARDING_FIELDS {
+            headers.remove(name);
+        }
+        headers.insert(X_FORWARDED_FOR, self.forwarded_for);
+        headers.insert(X_REAL_IP, self.real_ip);
+        headers.insert(X_FORWARDED_PROTO, self.proto);
+        if let Some(host) = self.host {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        headers.insert(header::FORWARDED, self.forwarded);
     }
-    forwarded.push_str("for=");
-    forwarded.push_str(&peer.node);
-    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-        forwarded.push_str(";host=");
-        push_forwarded_value(&mut forwarded, host);
+
+    /// The headers as `(name, value)` pairs, for the HTTP/1.1 fast path.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
+        [
+            ("x-forwarded-for", Some(&self.forwarded_for)),
+            ("x-real-ip", Some(&self.real_ip)),
+            ("x-forwarded-proto", Some(&self.proto)),
+            ("x-forwarded-host", self.host.as_ref()),
+            ("forwarded", Some(&self.forwarded)),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
     }
-    forwarded.push_str(";proto=");
-    forwarded.push_str(proto);
-    set(headers, header::FORWARDED, &forwarded);
+}
+
+/// Header text we built from addresses and validated parts: always valid,
+/// but a bad byte would only cost the header, never the request. Takes the
+/// string's buffer rather than copying it.
+fn value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// IPv4-mapped IPv6 (`::ffff:10.0.0.1`, what a dual-stack socket reports)
@@ -140,26 +197,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// All values of a header joined by ", " (proxies may send several lines).
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let values: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
-}
-
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
-}
-
 /// The addresses of `X-Forwarded-For`, or else of `Forwarded: for=`, left to
 /// right; parsing stops at the first entry that is not an address, since
 /// nothing left of garbage can be trusted either.
-fn forwarded_for_chain(headers: &HeaderMap) -> Vec<IpAddr> {
+fn forwarded_for_chain(headers: &(impl Fields + ?Sized)) -> Vec<IpAddr> {
     let parse_all = |text: String, pick: fn(&str) -> Option<&str>| -> Vec<IpAddr> {
         let entries: Vec<&str> = text.split(',').collect();
         let mut hops = Vec::new();
@@ -172,10 +213,10 @@ fn forwarded_for_chain(headers: &HeaderMap) -> Vec<IpAddr> {
         hops.reverse();
         hops
     };
-    if let Some(xff) = joined(headers, &X_FORWARDED_FOR) {
+    if let Some(xff) = headers.joined("x-forwarded-for") {
         return parse_all(xff, whole_entry);
     }
-    if let Some(forwarded) = joined(headers, &header::FORWARDED) {
+    if let Some(forwarded) = headers.joined("forwarded") {
         return parse_all(forwarded, |element| {
             element.split(';').find_map(|pair| {
                 let (key, value) = pair.trim().split_once('=')?;
@@ -230,35 +271,23 @@ fn push_forwarded_value(out: &mut String, value: &str) {
     out.push('"');
 }
 
-/// Removes the hop-by-hop headers (RFC 9110 §7.6.1): those of the fixed list
-/// and any the `Connection` header names. `TE: trailers` survives, since gRPC
-/// over HTTP/2 needs it end to end.
+/// Removes the hop-by-hop fields: those [`is_hop_by_hop`] names and those
+/// the message's `Connection` field names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .tokens("connection")
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    let keep_te = headers
-        .get(header::TE)
-        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in [
-        header::CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
+    let hop: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(name, value)| is_hop_by_hop(name.as_str(), value.as_bytes()))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in hop {
         headers.remove(name);
-    }
-    if !keep_te {
-        headers.remove(header::TE);
     }
 }
 

@@ -30,7 +30,9 @@ mod body;
 pub mod config;
 mod connection;
 mod error;
+mod fields;
 mod forwarded;
+mod h1;
 mod pool;
 mod proxy;
 mod route;
@@ -59,7 +61,8 @@ impl Shared {
         let pools: Vec<(String, Arc<pool::Pool>)> = config
             .pools
             .iter()
-            .map(|(name, pool)| (name.clone(), Arc::new(pool::Pool::new(name, pool))))
+            .enumerate()
+            .map(|(i, (name, pool))| (name.clone(), Arc::new(pool::Pool::new(i, name, pool))))
             .collect();
         let routes = config
             .routes

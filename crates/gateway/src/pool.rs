@@ -6,19 +6,21 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
-use http::header::{COOKIE, HeaderValue};
+use http::header::HeaderValue;
 use http::uri::Authority;
 use stampede_balance::strategy::Sticky;
 use stampede_balance::{Backend, Pick, Strategy};
 
 use crate::config::{HashOn, PoolConfig};
+use crate::fields::Fields;
 use crate::telemetry::{BackendMetrics, RequestMetrics};
 
 /// One pool, shared by every worker thread.
 #[derive(Debug)]
 pub(crate) struct Pool {
     pub(crate) name: Arc<str>,
+    /// Position among the gateway's pools, for per-worker tables.
+    pub(crate) index: usize,
     pub(crate) backends: Vec<Arc<Backend>>,
     /// Each backend's `host:port` as a URI authority, parallel to `backends`,
     /// formatted once rather than per request.
@@ -44,7 +46,7 @@ pub(crate) struct Choice {
 }
 
 impl Pool {
-    pub(crate) fn new(name: &str, config: &PoolConfig) -> Self {
+    pub(crate) fn new(index: usize, name: &str, config: &PoolConfig) -> Self {
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
@@ -56,6 +58,7 @@ impl Pool {
         }
         Self {
             name: name.into(),
+            index,
             authorities: backends
                 .iter()
                 .map(|b| {
@@ -80,18 +83,23 @@ impl Pool {
 
     /// Chooses a backend for a request from `client`, or `None` when no
     /// backend is available.
-    pub(crate) fn choose(&self, client: IpAddr, path: &str, headers: &HeaderMap) -> Option<Choice> {
+    pub(crate) fn choose(
+        &self,
+        client: IpAddr,
+        path: &str,
+        headers: &(impl Fields + ?Sized),
+    ) -> Option<Choice> {
         let ip_bytes = ip_bytes(client);
         let hash_key: &[u8] = match &self.hash_on {
             HashOn::ClientIp => &ip_bytes,
             HashOn::Path => path.as_bytes(),
-            HashOn::Header(name) => headers.get(name).map_or(&[], |v| v.as_bytes()),
-            HashOn::Cookie(name) => cookie(headers, name).map_or(&[], str::as_bytes),
+            HashOn::Header(name) => headers.field(name.as_str()).unwrap_or(&[]),
+            HashOn::Cookie(name) => headers.cookie(name).map_or(&[], str::as_bytes),
         };
         let sticky = self
             .sticky_cookie
             .as_deref()
-            .and_then(|c| cookie(headers, c));
+            .and_then(|c| headers.cookie(c));
         let index = self.strategy.pick(
             &self.backends,
             &Pick {
@@ -120,17 +128,4 @@ fn ip_bytes(ip: IpAddr) -> [u8; 16] {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
     }
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then_some(value.trim_matches('"'))
-        })
 }

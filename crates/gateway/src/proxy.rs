@@ -27,7 +27,9 @@ use hyper::body::Incoming;
 use crate::Shared;
 use crate::body::{BodyError, Exchange, RequestBody, ResponseBody};
 use crate::error::GatewayError;
-use crate::forwarded::{self, Peer, strip_hop_by_hop};
+use crate::fields::Fields;
+use crate::forwarded::{Forwarding, Peer, strip_hop_by_hop};
+use crate::h1::IdleConnections;
 use crate::pool::Pool;
 use crate::route::{Route, host_without_port};
 use crate::telemetry::RequestMetrics;
@@ -40,9 +42,12 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// connection pools, one client per route.
 #[derive(Debug)]
 pub(crate) struct Proxy {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     clients: Vec<UpstreamClient>,
-    scheme: &'static str,
+    /// This worker's idle backend connections for the HTTP/1.1 fast path.
+    pub(crate) idle: IdleConnections,
+    /// The scheme clients used, for `X-Forwarded-Proto`.
+    pub(crate) scheme: &'static str,
 }
 
 impl Proxy {
@@ -55,9 +60,11 @@ impl Proxy {
             .iter()
             .map(|route| upstream::client(&route.pool, route.connect_timeout))
             .collect();
+        let idle = IdleConnections::new(shared.pools.iter().map(|p| p.backends.len()));
         Self {
             shared,
             clients,
+            idle,
             scheme: "http",
         }
     }
@@ -74,7 +81,7 @@ impl Proxy {
         peer: &Peer,
     ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
         let started = Instant::now();
-        let request_id = request_id(req.headers());
+        let request_id = request_id(req.headers().field("x-request-id"));
         req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
         let version = req.version();
         let mut response = match self.forward(req, peer, started).await {
@@ -133,14 +140,15 @@ impl Proxy {
             let authority = parts.uri.authority()?;
             HeaderValue::from_str(authority.as_str()).ok()
         });
-        strip_hop_by_hop(&mut parts.headers);
-        forwarded::rewrite(
-            &mut parts.headers,
+        let forwarding = Forwarding::new(
+            &parts.headers,
             peer,
             client_ip,
-            host_header.as_ref(),
+            host_header.as_ref().map(HeaderValue::as_bytes),
             self.scheme,
         );
+        strip_hop_by_hop(&mut parts.headers);
+        forwarding.apply(&mut parts.headers);
         if let Some(host) = host_header {
             parts.headers.insert(header::HOST, host);
         }
@@ -218,11 +226,12 @@ impl Failure {
 
 /// The incoming `X-Request-Id` when it is sane (1–200 visible ASCII
 /// characters), else a fresh 128-bit random id in hex.
-fn request_id(headers: &http::HeaderMap) -> HeaderValue {
-    if let Some(id) = headers.get(X_REQUEST_ID) {
-        let bytes = id.as_bytes();
+pub(crate) fn request_id(incoming: Option<&[u8]>) -> HeaderValue {
+    if let Some(bytes) = incoming {
         if (1..=200).contains(&bytes.len()) && bytes.iter().all(|b| b.is_ascii_graphic()) {
-            return id.clone();
+            if let Ok(id) = HeaderValue::from_bytes(bytes) {
+                return id;
+            }
         }
     }
     let mut id = [0u8; 32];

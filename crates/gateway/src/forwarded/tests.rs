@@ -34,7 +34,7 @@ fn forward(
 ) {
     let peer = proxies.peer(SocketAddr::new(ip(peer), 40000));
     let client = proxies.client_ip(&peer, headers);
-    rewrite(headers, &peer, client, host, "http");
+    Forwarding::new(headers, &peer, client, host.map(|h| h.as_bytes()), "http").apply(headers);
 }
 
 #[test]

@@ -1,0 +1,666 @@
+//! The HTTP/1.1 fast path: one task owns the client's socket and, for the
+//! length of an exchange, the backend's, and moves bytes between them.
+//!
+//! # Why not hyper here
+//!
+//! hyper serves the client in one task and drives each backend connection
+//! in another, handing requests and responses across channels; every
+//! message is parsed into a `HeaderMap`, re-encoded, and its body re-framed.
+//! Measured on this project's benchmark (`bench/gateway.sh`), that cost the
+//! gateway about 1.7× nginx's CPU per proxied request, almost all of it in
+//! user space. A reverse proxy's own data path is the product, so, as nginx,
+//! HAProxy and Pingora do, the common case is handled by hand:
+//!
+//! - heads are parsed in place with `httparse` and the forwarded head is
+//!   written straight into one buffer, never into a `HeaderMap`;
+//! - bodies are relayed as they are (chunked bytes included, see `chunked`),
+//!   and the head goes out in the same write as the body's first bytes;
+//! - a backend connection is taken from this worker's idle list and given
+//!   back when its response has been read to the end; no extra task, no
+//!   channel.
+//!
+//! Everything else is handed to hyper with the bytes read so far
+//! ([`Ended::Handoff`]): HTTP/2, HTTP/1.0, `Upgrade`, `Expect`, absolute-form
+//! and `CONNECT` requests, and pools that speak HTTP/2 to their backends.
+//! Both paths share routing, balancing, forwarding headers, limits, errors
+//! and metrics, so a client sees the same gateway either way.
+//!
+//! # Safety of the hand-written framing
+//!
+//! Ambiguous framing (both `Content-Length` and `Transfer-Encoding`,
+//! disagreeing lengths, a last coding other than chunked) is refused with
+//! `400` rather than guessed, which closes the request-smuggling gap a proxy
+//! and a backend that disagree on body boundaries would open.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use http::HeaderValue;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::body::Exchange;
+use crate::error::GatewayError;
+use crate::fields::Fields;
+use crate::forwarded::{Forwarding, Peer};
+use crate::pool::{Choice, Pool};
+use crate::proxy::{Proxy, request_id};
+use crate::route::host_without_port;
+use crate::telemetry::RequestMetrics;
+
+mod chunked;
+mod head;
+mod idle;
+mod prefixed;
+mod relay;
+
+use head::Framing;
+pub(crate) use idle::IdleConnections;
+use idle::Upstream;
+pub(crate) use prefixed::Prefixed;
+use relay::{BodyLimits, RelayError, read_more, relay};
+
+/// How the fast path finished with a connection.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The connection is closed (or should be).
+    Closed,
+    /// The next request needs hyper: here is the socket with the bytes
+    /// already read from it.
+    Handoff(Prefixed),
+}
+
+/// What one exchange leaves the connection to do next.
+enum Next {
+    Continue,
+    Close,
+    Handoff,
+}
+
+/// Serves HTTP/1.1 requests on `client` until it closes, the gateway
+/// stops, or a request needs hyper.
+pub(crate) async fn serve(
+    mut client: TcpStream,
+    peer: &Peer,
+    proxy: &Proxy,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let mut exchange = Exchanging {
+            client: &mut client,
+            buf: &mut buf,
+            out: &mut out,
+            peer,
+            proxy,
+        };
+        match exchange.run(stop).await {
+            Next::Continue => {}
+            Next::Close => return Ended::Closed,
+            Next::Handoff => return Ended::Handoff(Prefixed::new(buf, client)),
+        }
+    }
+}
+
+/// One request and its response.
+struct Exchanging<'a> {
+    client: &'a mut TcpStream,
+    buf: &'a mut BytesMut,
+    out: &'a mut Vec<u8>,
+    peer: &'a Peer,
+    proxy: &'a Proxy,
+}
+
+/// A parsed request, ready to go upstream: its head is written in `out`.
+struct Prepared {
+    framing: Framing,
+    keep_alive: bool,
+    to_head: bool,
+    route: usize,
+    choice: Choice,
+    request_id: HeaderValue,
+}
+
+/// A request the gateway answers itself.
+struct Refusal {
+    error: GatewayError,
+    counted_in: Option<(Arc<str>, Arc<RequestMetrics>)>,
+    request_id: HeaderValue,
+    /// The request's body was not read, so the connection cannot go on.
+    close: bool,
+}
+
+enum Parsed {
+    Ready(Prepared),
+    Refuse(Refusal),
+    Handoff,
+}
+
+impl Exchanging<'_> {
+    async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> Next {
+        let limits = &self.proxy.shared.config.limits;
+        // Like hyper's header timeout: the whole head must arrive within
+        // the idle timeout, which also bounds keep-alive idleness.
+        let head_deadline = tokio::time::Instant::now() + limits.idle_timeout;
+        let parsed = loop {
+            if self.buf.starts_with(b"PRI * HTTP/2") {
+                return Next::Handoff;
+            }
+            if !self.buf.is_empty() {
+                let mut storage = head::field_storage();
+                let mut req = httparse::Request::new(&mut []);
+                match req.parse_with_uninit_headers(self.buf, &mut storage) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let parsed = Self::prepare(&req, self.out, self.peer, self.proxy);
+                        if matches!(parsed, Parsed::Ready(_)) {
+                            self.buf.advance(len);
+                        }
+                        break parsed;
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(httparse::Error::TooManyHeaders) => {
+                        break self.refuse_head(GatewayError::HeadTooLarge);
+                    }
+                    Err(_) => break self.refuse_head(GatewayError::MalformedRequest),
+                }
+                if self.buf.len() >= limits.max_header_bytes {
+                    break self.refuse_head(GatewayError::HeadTooLarge);
+                }
+            }
+            tokio::select! {
+                read = tokio::time::timeout_at(head_deadline, self.read_client()) => match read {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Next::Close,
+                },
+                _ = stop.wait_for(|stop| *stop) => return Next::Close,
+            }
+        };
+        let started = Instant::now();
+        match parsed {
+            Parsed::Handoff => Next::Handoff,
+            Parsed::Refuse(refusal) => self.answer(refusal, started).await,
+            Parsed::Ready(prepared) => self.forward(prepared, started, stop).await,
+        }
+    }
+
+    async fn read_client(&mut self) -> std::io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        self.buf.reserve(4096);
+        self.client.read_buf(self.buf).await
+    }
+
+    fn refuse_head(&self, error: GatewayError) -> Parsed {
+        Parsed::Refuse(Refusal {
+            error,
+            counted_in: None,
+            request_id: request_id(None),
+            close: true,
+        })
+    }
+
+    /// Decides what to do with a parsed request and, when it goes upstream
+    /// on this path, writes its head into `out`.
+    fn prepare(
+        req: &httparse::Request<'_, '_>,
+        out: &mut Vec<u8>,
+        peer: &Peer,
+        proxy: &Proxy,
+    ) -> Parsed {
+        let fields: &[httparse::Header<'_>] = req.headers;
+        let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+            return Parsed::Handoff;
+        };
+        if !path.starts_with('/')
+            || method == "CONNECT"
+            || fields.field("upgrade").is_some()
+            || fields.field("expect").is_some()
+        {
+            return Parsed::Handoff;
+        }
+        let request_id = request_id(fields.field("x-request-id"));
+        let refuse = |error, counted_in, close| {
+            Parsed::Refuse(Refusal {
+                error,
+                counted_in,
+                request_id: request_id.clone(),
+                close,
+            })
+        };
+        let Ok(framing) = head::request_framing(fields) else {
+            return refuse(GatewayError::MalformedRequest, None, true);
+        };
+        let has_body = framing != Framing::Empty;
+        let host = fields.field("host");
+        let shared = &proxy.shared;
+        let route_path = path.split('?').next().unwrap_or(path);
+        let host_name = host
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .map(host_without_port);
+        let Some(route) = shared.router.find(host_name, route_path) else {
+            return refuse(GatewayError::NoRoute, None, has_body);
+        };
+        let pool = &shared.router.routes()[route].pool;
+        if pool.http2 {
+            return Parsed::Handoff;
+        }
+        let in_pool =
+            |metrics: &Arc<RequestMetrics>| Some((Arc::clone(&pool.name), Arc::clone(metrics)));
+        if let Framing::Length(n) = framing {
+            if n > shared.config.limits.max_body_bytes {
+                return refuse(GatewayError::BodyTooLarge, in_pool(&pool.unassigned), true);
+            }
+        }
+        let client_ip = shared.trusted.client_ip(peer, fields);
+        let Some(choice) = pool.choose(client_ip, route_path, fields) else {
+            return refuse(GatewayError::NoBackend, in_pool(&pool.unassigned), has_body);
+        };
+
+        let forwarding = Forwarding::new(fields, peer, client_ip, host, proxy.scheme);
+        out.clear();
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        head::write_fields(
+            out,
+            fields,
+            framing == Framing::Chunked,
+            &head::REQUEST_REPLACED,
+        );
+        for (name, value) in forwarding.pairs() {
+            head::write_header_value(out, name, value);
+        }
+        head::write_header_value(out, "x-request-id", &request_id);
+        out.extend_from_slice(b"\r\n");
+        Parsed::Ready(Prepared {
+            framing,
+            keep_alive: head::wants_keep_alive(1, fields),
+            to_head: method == "HEAD",
+            route,
+            choice,
+            request_id,
+        })
+    }
+
+    /// Sends a prepared request to its backend and the answer to the client.
+    async fn forward(
+        &mut self,
+        req: Prepared,
+        started: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Next {
+        let shared = Arc::clone(&self.proxy.shared);
+        let route = &shared.router.routes()[req.route];
+        let pool = &route.pool;
+        let slot = (pool.index, req.choice.index);
+        let backend = &pool.backends[req.choice.index];
+        let metrics = &pool.metrics[req.choice.index].requests;
+        let limits = &shared.config.limits;
+        let deadline = route
+            .total_timeout
+            .map(|t| tokio::time::Instant::from_std(started) + t);
+        let fail = |error| Refusal {
+            error,
+            counted_in: Some((Arc::clone(&pool.name), Arc::clone(metrics))),
+            request_id: req.request_id.clone(),
+            close: true,
+        };
+        let in_flight = backend.start();
+        let request_body = BodyLimits {
+            max: limits.max_body_bytes,
+            stall: Some(limits.body_timeout),
+            deadline,
+        };
+        // A reused connection the backend closed meanwhile fails before any
+        // byte of the answer; a request without a body is then sent again on
+        // a fresh connection, as nothing of it can have been processed.
+        let mut fresh_only = false;
+        let (mut upstream, response_head) = loop {
+            let mut upstream = match self.connect(pool, slot, route, fresh_only).await {
+                Ok(upstream) => upstream,
+                Err(error) => return self.answer(fail(error), started).await,
+            };
+            let replayable = req.framing == Framing::Empty && upstream.reused;
+            let head_len = self.out.len();
+            let sent = relay(
+                self.out,
+                self.client,
+                self.buf,
+                &mut upstream.stream,
+                req.framing,
+                request_body,
+            )
+            .await;
+            match sent {
+                Ok(()) => {}
+                Err(RelayError::Sink(_)) if replayable => {
+                    self.out.truncate(head_len);
+                    fresh_only = true;
+                    continue;
+                }
+                Err(error) => {
+                    return self
+                        .request_failed(error, backend.addr, fail, started)
+                        .await;
+                }
+            }
+            let sent_at = Instant::now();
+            let first_byte = tokio::time::Instant::now() + route.first_byte_timeout;
+            let first_byte = deadline.map_or(first_byte, |d| d.min(first_byte));
+            let answering = Answering {
+                to_head: req.to_head,
+                request_id: &req.request_id,
+                set_cookie: req.choice.set_cookie.as_ref(),
+                client_keeps: req.keep_alive && !*stop.borrow(),
+            };
+            match self
+                .await_response(&mut upstream, first_byte, &answering)
+                .await
+            {
+                Ok(head) => {
+                    backend.load.observe_latency(sent_at.elapsed());
+                    break (upstream, head);
+                }
+                Err(AwaitError::Stale) if replayable => {
+                    self.out.truncate(head_len);
+                    fresh_only = true;
+                }
+                Err(AwaitError::Stale) => {
+                    let error = GatewayError::Upstream {
+                        backend: backend.addr,
+                        reason: "connection closed before a response".into(),
+                    };
+                    return self.answer(fail(error), started).await;
+                }
+                Err(AwaitError::ClientGone) => return Next::Close,
+                Err(AwaitError::Failed(error)) => return self.answer(fail(error), started).await,
+            }
+        };
+
+        let _exchange = Exchange::new(
+            Arc::clone(metrics),
+            response_head.status,
+            started,
+            Some(in_flight),
+        );
+        let response_body = BodyLimits {
+            max: u64::MAX,
+            // Like nginx's proxy_read_timeout: the longest silence between
+            // two reads from the backend.
+            stall: Some(route.first_byte_timeout),
+            deadline,
+        };
+        let relayed = relay(
+            self.out,
+            &mut upstream.stream,
+            &mut upstream.buf,
+            self.client,
+            response_head.framing,
+            response_body,
+        )
+        .await;
+        if relayed.is_err() {
+            // Mid-body: the status line is out, nothing more can be said.
+            return Next::Close;
+        }
+        if response_head.reusable {
+            self.proxy
+                .idle
+                .put(slot, upstream, pool.max_idle_per_backend, pool.idle_timeout);
+        }
+        if response_head.client_keeps && !*stop.borrow() {
+            Next::Continue
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Takes an idle connection to the chosen backend, or opens one.
+    async fn connect(
+        &self,
+        pool: &Pool,
+        slot: (usize, usize),
+        route: &crate::route::Route,
+        fresh_only: bool,
+    ) -> Result<Upstream, GatewayError> {
+        if !fresh_only {
+            if let Some(upstream) = self.proxy.idle.take(slot, pool.idle_timeout) {
+                return Ok(upstream);
+            }
+        }
+        let backend = pool.backends[slot.1].addr;
+        let failed = |reason| GatewayError::Upstream { backend, reason };
+        match tokio::time::timeout(route.connect_timeout, TcpStream::connect(backend)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(Upstream {
+                    stream,
+                    buf: BytesMut::with_capacity(8 * 1024),
+                    reused: false,
+                    _open: pool.metrics[slot.1].connection(),
+                })
+            }
+            Ok(Err(error)) => Err(failed(format!("connect failed: {error}"))),
+            Err(_) => Err(failed(format!(
+                "connect timed out after {:?}",
+                route.connect_timeout
+            ))),
+        }
+    }
+
+    /// Reads the backend's response head (passing informational `1xx`
+    /// heads on to the client) and writes the client's head into `out`.
+    async fn await_response(
+        &mut self,
+        upstream: &mut Upstream,
+        first_byte: tokio::time::Instant,
+        answering: &Answering<'_>,
+    ) -> Result<ResponseHead, AwaitError> {
+        let mut received_any = false;
+        loop {
+            if !upstream.buf.is_empty() {
+                let mut storage = head::field_storage();
+                let mut res = httparse::Response::new(&mut []);
+                let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                    &mut res,
+                    &upstream.buf,
+                    &mut storage,
+                );
+                match parsed {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let status = res.code.unwrap_or(502);
+                        if status == 101 {
+                            return Err(AwaitError::Failed(bad_response("an unrequested 101")));
+                        }
+                        if (100..200).contains(&status) {
+                            use tokio::io::AsyncWriteExt;
+                            let informational = upstream.buf.split_to(len);
+                            self.client
+                                .write_all(&informational)
+                                .await
+                                .map_err(|_| AwaitError::ClientGone)?;
+                            continue;
+                        }
+                        let head = write_response_head(self.out, &res, answering);
+                        upstream.buf.advance(len);
+                        return Ok(head);
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(error) => {
+                        return Err(AwaitError::Failed(bad_response(&format!(
+                            "a malformed response head ({error})"
+                        ))));
+                    }
+                }
+            }
+            let limits = BodyLimits {
+                max: u64::MAX,
+                stall: None,
+                deadline: Some(first_byte),
+            };
+            let read = tokio::select! {
+                biased;
+                read = read_more(&mut upstream.stream, &mut upstream.buf, &limits) => read,
+                () = client_closed(self.client) => return Err(AwaitError::ClientGone),
+            };
+            match read {
+                Ok(n) if n > 0 => received_any = true,
+                Ok(_) | Err(RelayError::Source(_)) if !received_any => {
+                    return Err(AwaitError::Stale);
+                }
+                Err(RelayError::Deadline) => return Err(AwaitError::Failed(GatewayError::Timeout)),
+                Ok(_) | Err(_) => {
+                    return Err(AwaitError::Failed(bad_response(
+                        "the connection closed inside the response head",
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Maps a failure while sending the request to the client's answer.
+    async fn request_failed(
+        &mut self,
+        error: RelayError,
+        backend: std::net::SocketAddr,
+        fail: impl Fn(GatewayError) -> Refusal,
+        started: Instant,
+    ) -> Next {
+        let error = match error {
+            // The client went away mid-body: nobody to answer.
+            RelayError::Source(_) => return Next::Close,
+            RelayError::TooLarge(_) => GatewayError::BodyTooLarge,
+            RelayError::Stalled => GatewayError::BodyStalled,
+            RelayError::Deadline => GatewayError::Timeout,
+            RelayError::Chunked(_) => GatewayError::MalformedRequest,
+            RelayError::Sink(error) => GatewayError::Upstream {
+                backend,
+                reason: format!("sending the request failed: {error}"),
+            },
+        };
+        self.answer(fail(error), started).await
+    }
+
+    /// Writes the gateway's own answer; the connection goes on only when the
+    /// request was read completely.
+    async fn answer(&mut self, refusal: Refusal, started: Instant) -> Next {
+        use tokio::io::AsyncWriteExt;
+        let status = refusal.error.status();
+        let pool = refusal.counted_in.as_ref().map(|(pool, _)| &**pool);
+        let body = refusal.error.body(pool);
+        let _exchange = refusal
+            .counted_in
+            .map(|(_, metrics)| Exchange::new(metrics, status.as_u16(), started, None));
+        let out = &mut *self.out;
+        out.clear();
+        write_status_line(
+            out,
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+        );
+        head::write_field(out, "content-type", b"application/json");
+        head::write_field(out, "content-length", body.len().to_string().as_bytes());
+        head::write_header_value(out, "x-request-id", &refusal.request_id);
+        if refusal.close {
+            head::write_field(out, "connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body.as_bytes());
+        if self.client.write_all(out).await.is_err() || refusal.close {
+            return Next::Close;
+        }
+        Next::Continue
+    }
+}
+
+/// What the client's response head needs besides the backend's head.
+struct Answering<'a> {
+    to_head: bool,
+    request_id: &'a HeaderValue,
+    set_cookie: Option<&'a HeaderValue>,
+    client_keeps: bool,
+}
+
+/// The backend's response head, as relayed.
+struct ResponseHead {
+    status: u16,
+    framing: Framing,
+    /// The backend connection can serve another request after this body.
+    reusable: bool,
+    /// The client connection goes on after this response.
+    client_keeps: bool,
+}
+
+enum AwaitError {
+    /// Nothing came back: the connection may have been closed while idle.
+    Stale,
+    /// The client closed its connection while waiting.
+    ClientGone,
+    /// The backend failed or timed out.
+    Failed(GatewayError),
+}
+
+fn bad_response(what: &str) -> GatewayError {
+    GatewayError::BadResponse(what.to_owned())
+}
+
+/// Writes the client's head for a backend response into `out`.
+fn write_response_head(
+    out: &mut Vec<u8>,
+    res: &httparse::Response<'_, '_>,
+    answering: &Answering<'_>,
+) -> ResponseHead {
+    let fields: &[httparse::Header<'_>] = res.headers;
+    let status = res.code.unwrap_or(502);
+    let framing = head::response_framing(status, answering.to_head, fields);
+    let backend_keeps = head::wants_keep_alive(res.version.unwrap_or(1), fields);
+    let client_keeps = answering.client_keeps && framing != Framing::UntilClose;
+    out.clear();
+    write_status_line(out, status, res.reason.unwrap_or(""));
+    head::write_fields(
+        out,
+        fields,
+        framing == Framing::Chunked,
+        &head::RESPONSE_REPLACED,
+    );
+    head::write_header_value(out, "x-request-id", answering.request_id);
+    if let Some(cookie) = answering.set_cookie {
+        head::write_header_value(out, "set-cookie", cookie);
+    }
+    if !client_keeps {
+        head::write_field(out, "connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    ResponseHead {
+        status,
+        framing,
+        reusable: backend_keeps && framing != Framing::UntilClose,
+        client_keeps,
+    }
+}
+
+fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let status = status.clamp(100, 999);
+    out.extend_from_slice(&[
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Completes when the client closes its connection (or it fails). Peeking
+/// consumes nothing; a client that pipelines its next request is not gone,
+/// so then this never completes.
+async fn client_closed(client: &TcpStream) {
+    let mut probe = [0u8; 1];
+    match client.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
