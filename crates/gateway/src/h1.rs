@@ -154,7 +154,9 @@ impl Exchanging<'_> {
                 match req.parse_with_uninit_headers(self.buf, &mut storage) {
                     Ok(httparse::Status::Complete(len)) => {
                         let parsed = Self::prepare(&req, self.out, self.peer, self.proxy);
-                        if matches!(parsed, Parsed::Ready(_)) {
+                        // hyper must see the head it is handed; anything else
+                        // is done with it.
+                        if !matches!(parsed, Parsed::Handoff) {
                             self.buf.advance(len);
                         }
                         break parsed;
@@ -301,11 +303,14 @@ impl Exchanging<'_> {
         let deadline = route
             .total_timeout
             .map(|t| tokio::time::Instant::from_std(started) + t);
-        let fail = |error| Refusal {
+        // Before the request body is relayed the connection cannot go on
+        // (its body is unread); after it, it can.
+        let has_body = req.framing != Framing::Empty;
+        let fail = |error, close| Refusal {
             error,
             counted_in: Some((Arc::clone(&pool.name), Arc::clone(metrics))),
             request_id: req.request_id.clone(),
-            close: true,
+            close,
         };
         let in_flight = backend.start();
         let request_body = BodyLimits {
@@ -320,7 +325,7 @@ impl Exchanging<'_> {
         let (mut upstream, response_head) = loop {
             let mut upstream = match self.connect(pool, slot, route, fresh_only).await {
                 Ok(upstream) => upstream,
-                Err(error) => return self.answer(fail(error), started).await,
+                Err(error) => return self.answer(fail(error, has_body), started).await,
             };
             let replayable = req.framing == Framing::Empty && upstream.reused;
             let head_len = self.out.len();
@@ -372,10 +377,12 @@ impl Exchanging<'_> {
                         backend: backend.addr,
                         reason: "connection closed before a response".into(),
                     };
-                    return self.answer(fail(error), started).await;
+                    return self.answer(fail(error, false), started).await;
                 }
                 Err(AwaitError::ClientGone) => return Next::Close,
-                Err(AwaitError::Failed(error)) => return self.answer(fail(error), started).await,
+                Err(AwaitError::Failed(error)) => {
+                    return self.answer(fail(error, false), started).await;
+                }
             }
         };
 
@@ -525,7 +532,7 @@ impl Exchanging<'_> {
         &mut self,
         error: RelayError,
         backend: std::net::SocketAddr,
-        fail: impl Fn(GatewayError) -> Refusal,
+        fail: impl Fn(GatewayError, bool) -> Refusal,
         started: Instant,
     ) -> Next {
         let error = match error {
@@ -540,7 +547,7 @@ impl Exchanging<'_> {
                 reason: format!("sending the request failed: {error}"),
             },
         };
-        self.answer(fail(error), started).await
+        self.answer(fail(error, true), started).await
     }
 
     /// Writes the gateway's own answer; the connection goes on only when the

@@ -57,7 +57,11 @@ pub(crate) struct Shared {
 impl Shared {
     fn new(config: Config) -> Self {
         // Handles are resolved against the recorder, so it must exist first.
-        telemetry::install();
+        // Without an admin listener nobody could read the metrics, and
+        // nobody would drain their histograms: record nothing.
+        if config.admin_listen.is_some() {
+            telemetry::install();
+        }
         let pools: Vec<(String, Arc<pool::Pool>)> = config
             .pools
             .iter()
