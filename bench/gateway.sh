@@ -1,0 +1,783 @@
+#!/usr/bin/env bash
+# bench/gateway.sh: stampede's gateway against nginx and HAProxy as L7
+# balancers, in one run, in front of the same three backends.
+#
+# What it measures, per target and run: requests/s, p50/p99 latency (wrk
+# --latency), the balancer's CPU seconds per 10,000 requests (utime+stime
+# from /proc/PID/stat) and its peak RSS (VmHWM from /proc/PID/status).
+#
+# Targets:
+#   direct    wrk -> one backend (the ceiling; CPU column = backend nginx)
+#   stampede  wrk -> stampede gateway -> 3 backends
+#   nginx     wrk -> nginx (upstream, keepalive 64) -> 3 backends
+#   haproxy   wrk -> HAProxy (http-reuse always) -> 3 backends
+# Every balancer: one worker thread, round-robin, keep-alive both sides.
+#
+# Pinning on a 2-core box: wrk on one CPU, the balancer AND the backends on
+# the other, so the balancer competes with the backends (as it would with
+# the app on a shared box) but never with the load generator.
+#
+# Usage (as root on Debian; installs nginx, haproxy, wrk, curl if missing):
+#   bench/gateway.sh
+# Environment knobs (defaults in brackets):
+#   DURATION [10]       seconds per measured wrk run
+#   CONNECTIONS [64]    wrk connections (1 wrk thread always)
+#   ROUNDS [3]          rounds; each round runs every target once
+#   WARMUP [2]          seconds of wrk warm-up before every measured run
+#   TARGETS ["direct stampede nginx haproxy"]  order within a round
+#   STAMPEDE_BIN        use this binary instead of building target/release
+#   QUIET_WAIT_MAX [600] seconds to wait for a quiet machine before a run
+#   BUSY_MAX [0.25]     CPU cores others may use and still count as quiet
+#   KEEP_TMP [0]        1 keeps the temp dir (configs, logs, wrk output)
+#
+# Load goes to 127.0.0.1 only. Every process started here is stopped on
+# exit, on failure and on Ctrl-C; every wrk run is bounded by `timeout`.
+
+set -euo pipefail
+# Fixed number formats for `times`, awk and sort whatever the user's locale.
+export LC_ALL=C
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-2}
+TARGETS=${TARGETS:-"direct stampede nginx haproxy"}
+QUIET_WAIT_MAX=${QUIET_WAIT_MAX:-600}
+BUSY_MAX=${BUSY_MAX:-0.25}
+KEEP_TMP=${KEEP_TMP:-0}
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+OUT_DIR="$SCRIPT_DIR/out"
+CLK_TCK=$(getconf CLK_TCK)
+
+TMP=""
+# "pid starttime" pairs of everything we started. cleanup kills a PID only
+# if its start time (field 22 of /proc/PID/stat, fixed at fork, unchanged
+# by taskset's exec) still matches, so a recycled PID is never hit.
+STARTED=()
+CURRENT_WRK_PID=""
+
+log() { printf '[gateway.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+warn() { log "WARNING: $*"; }
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+
+# ---------------------------------------------------------------- cleanup
+
+# Start time of a process (clock ticks after boot), or nothing if gone.
+start_time() {
+  local stat rest f
+  { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 0
+  rest=${stat##*) }
+  read -ra f <<<"$rest"
+  # f[0] is field 3 (state); a zombie is as good as gone.
+  [[ ${f[0]} == Z ]] || echo "${f[19]}"
+}
+
+# True while the tracked process "pid starttime" is still running.
+alive() { [[ $(start_time "${1%% *}") == "${1#* }" ]]; }
+
+# Stops every process we started: TERM first (nginx masters take their
+# workers with them, stampede drains), KILL after 5 s for stragglers.
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  if [[ -n $CURRENT_WRK_PID ]]; then
+    kill -TERM "$CURRENT_WRK_PID" 2>/dev/null
+  fi
+  local entry left=()
+  for entry in "${STARTED[@]}"; do
+    if alive "$entry"; then
+      kill -TERM "${entry%% *}" 2>/dev/null && left+=("$entry")
+    fi
+  done
+  local i still
+  for ((i = 0; i < 50 && ${#left[@]} > 0; i++)); do
+    sleep 0.1
+    still=()
+    for entry in "${left[@]}"; do
+      alive "$entry" && still+=("$entry")
+    done
+    left=("${still[@]}")
+  done
+  for entry in "${left[@]}"; do
+    warn "pid ${entry%% *} did not stop on SIGTERM within 5 s: SIGKILL"
+    kill -KILL "${entry%% *}" 2>/dev/null
+  done
+  if [[ -n $TMP && -d $TMP ]]; then
+    if [[ $KEEP_TMP == 1 || $rc != 0 ]]; then
+      log "kept temp dir (configs, logs, wrk output): $TMP"
+    else
+      rm -rf "$TMP"
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Remember a started process by PID and start time (for cleanup).
+track() {
+  local st
+  st=$(start_time "$1")
+  [[ -n $st ]] && STARTED+=("$1 $st")
+  return 0
+}
+
+# ------------------------------------------------------------ preparation
+
+# Installs only what is missing; `apt-get update` only when installing,
+# because on a machine that has everything it is slow and pointless.
+ensure_tools() {
+  local missing=() tool pkg
+  for tool in nginx:nginx haproxy:haproxy wrk:wrk curl:curl taskset:util-linux getconf:libc-bin timeout:coreutils; do
+    pkg=${tool#*:}
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  [[ $(id -u) == 0 ]] || die "missing ${missing[*]} and not root to apt-get install them"
+  log "installing ${missing[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+  for tool in nginx haproxy wrk curl; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool still missing after apt-get install"
+  done
+}
+
+# The release binary, rebuilt when any Rust source or manifest is newer.
+# We run a private copy so a concurrent `cargo build` by someone else cannot
+# swap the binary under a running benchmark.
+prepare_stampede() {
+  local bin
+  if [[ -n ${STAMPEDE_BIN:-} ]]; then
+    bin=$STAMPEDE_BIN
+    [[ -x $bin ]] || die "STAMPEDE_BIN=$bin is not an executable"
+    log "using STAMPEDE_BIN=$bin (no build)"
+  else
+    bin="$ROOT/target/release/stampede"
+    if [[ ! -x $bin ]] ||
+      [[ -n $(find "$ROOT/crates" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$bin" \
+        \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print -quit 2>/dev/null) ]]; then
+      command -v cargo >/dev/null 2>&1 || die "$bin is missing or stale and cargo is not installed"
+      log "building stampede (cargo build --release -p stampede)"
+      (cd "$ROOT" && cargo build --release -p stampede) >&2 ||
+        die "cargo build failed; fix the build or set STAMPEDE_BIN"
+    else
+      log "target/release/stampede is up to date"
+    fi
+  fi
+  cp "$bin" "$TMP/stampede"
+  STAMPEDE="$TMP/stampede"
+  STAMPEDE_VERSION=$("$STAMPEDE" --version 2>/dev/null || echo "stampede (version unknown)")
+}
+
+# Two CPUs from the ones we may use: wrk gets the first, everything else
+# the second. With one CPU we cannot separate them, so we do not pin.
+choose_cpus() {
+  local list cpus=() parts=() part a b c
+  list=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)
+  IFS=, read -ra parts <<<"$list"
+  for part in "${parts[@]}"; do
+    if [[ $part == *-* ]]; then
+      a=${part%-*} b=${part#*-}
+      for ((c = a; c <= b; c++)); do cpus+=("$c"); done
+    else
+      cpus+=("$part")
+    fi
+  done
+  if ((${#cpus[@]} >= 2)); then
+    LG_CPU=${cpus[0]} SRV_CPU=${cpus[1]}
+    PIN_LG=(taskset -c "$LG_CPU")
+    PIN_SRV=(taskset -c "$SRV_CPU")
+    PINNING="wrk on CPU $LG_CPU; balancer and backends on CPU $SRV_CPU"
+  else
+    warn "only one CPU available (${list}); running WITHOUT pinning: wrk, balancer and backends share it"
+    PIN_LG=() PIN_SRV=()
+    PINNING="none (one CPU)"
+  fi
+}
+
+# A free port on 127.0.0.1. We pick below the kernel's ephemeral range, so
+# no outgoing connection (wrk's, a balancer's) can grab it between our pick
+# and the bind, and skip every port any TCP socket uses in any state: a
+# TIME_WAIT left by an earlier run also makes bind() fail (EADDRINUSE).
+USED_PORTS=" "
+free_port() {
+  local low lo hi port i taken
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  if ((low > 12000)); then
+    lo=10000 hi=$((low - 1))
+  else
+    lo=20000 hi=59999
+  fi
+  # Local ports of all TCP sockets, from the hex "ADDR:PORT" column.
+  # (Plain hex decoding: Debian's default awk, mawk, has no strtonum.)
+  taken=" $(awk 'FNR > 1 {
+      split($2, a, ":"); h = toupper(a[2]); n = 0
+      for (i = 1; i <= length(h); i++) n = n * 16 + index("0123456789ABCDEF", substr(h, i, 1)) - 1
+      printf "%d ", n
+    }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true) "
+  for ((i = 0; i < 500; i++)); do
+    port=$((lo + RANDOM % (hi - lo + 1)))
+    [[ $USED_PORTS == *" $port "* || $taken == *" $port "* ]] && continue
+    USED_PORTS+="$port "
+    echo "$port"
+    return 0
+  done
+  die "no free port found on 127.0.0.1"
+}
+
+# Polls until URL answers 200 or the process dies (then shows its log).
+wait_ready() {
+  local name=$1 pid=$2 url=$3 logfile=$4 i code
+  for ((i = 0; i < 100; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$logfile" >&2 || true
+      die "$name (pid $pid) exited during start-up; log above ($logfile)"
+    fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
+    [[ $code == 200 ]] && return 0
+    sleep 0.1
+  done
+  tail -n 20 "$logfile" >&2 || true
+  die "$name did not answer 200 on $url within 10 s (last status: ${code:-none})"
+}
+
+# The nginx worker(s) of a master: the processes that do the work.
+children_of() { pgrep -P "$1" | tr '\n' ' '; }
+
+# --------------------------------------------------------- the processes
+
+# One nginx process (1 worker) serving the three backends, pinned with the
+# balancers so backend work competes for the same core, as in production.
+start_backends() {
+  local d="$TMP/backends" i servers=""
+  mkdir -p "$d/logs"
+  for i in 1 2 3; do
+    servers+="    server {
+        listen 127.0.0.1:${BACKEND_PORTS[i - 1]} backlog=4096;
+        location / { return 200 \"hello from $i\\n\"; }
+    }
+"
+  done
+  cat >"$d/nginx.conf" <<EOF
+# Backends for bench/gateway.sh: one worker serving three ports.
+worker_processes 1;
+daemon off;
+master_process on;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    default_type text/plain;
+    # High so no client (wrk or a balancer's pool) is ever made to reconnect.
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+$servers}
+EOF
+  "${PIN_SRV[@]}" nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" >"$d/logs/stdout.log" 2>&1 &
+  BACKENDS_PID=$!
+  track "$BACKENDS_PID"
+  for i in 0 1 2; do
+    wait_ready "backend nginx" "$BACKENDS_PID" "http://127.0.0.1:${BACKEND_PORTS[i]}/" "$d/logs/error.log"
+  done
+  BACKENDS_WORKERS=$(children_of "$BACKENDS_PID")
+  local w
+  for w in $BACKENDS_WORKERS; do track "$w"; done
+}
+
+start_stampede() {
+  local d="$TMP/stampede-run"
+  mkdir -p "$d"
+  local args=(gateway --listen "127.0.0.1:$STAMPEDE_PORT")
+  local p
+  for p in "${BACKEND_PORTS[@]}"; do args+=(--backend "127.0.0.1:$p"); done
+  args+=(--strategy round-robin --workers 1 --admin-listen "127.0.0.1:$STAMPEDE_ADMIN_PORT")
+  # --log warn: no per-request logging, like access_log off for the others.
+  STAMPEDE_CMD="stampede --log warn ${args[*]}"
+  "${PIN_SRV[@]}" "$STAMPEDE" --log warn "${args[@]}" >"$d/stdout.log" 2>"$d/stderr.log" &
+  STAMPEDE_PID=$!
+  track "$STAMPEDE_PID"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    grep -q 'stampede gateway listening on' "$d/stdout.log" 2>/dev/null && break
+    kill -0 "$STAMPEDE_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  wait_ready stampede "$STAMPEDE_PID" "http://127.0.0.1:$STAMPEDE_PORT/" "$d/stderr.log"
+}
+
+start_nginx_lb() {
+  local d="$TMP/nginx-lb" p ups=""
+  mkdir -p "$d/logs"
+  for p in "${BACKEND_PORTS[@]}"; do ups+="        server 127.0.0.1:$p;
+"; done
+  cat >"$d/nginx.conf" <<EOF
+# nginx as an L7 balancer for bench/gateway.sh: one worker, round-robin
+# (nginx's default), a keep-alive pool to the backends.
+worker_processes 1;
+daemon off;
+master_process on;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    upstream backends {
+$ups        keepalive 64;
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        location / {
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+  "${PIN_SRV[@]}" nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" >"$d/logs/stdout.log" 2>&1 &
+  NGINX_PID=$!
+  track "$NGINX_PID"
+  wait_ready "nginx balancer" "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/" "$d/logs/error.log"
+  NGINX_WORKERS=$(children_of "$NGINX_PID")
+  local w
+  for w in $NGINX_WORKERS; do track "$w"; done
+}
+
+start_haproxy() {
+  local d="$TMP/haproxy" i=0 p srv=""
+  mkdir -p "$d"
+  for p in "${BACKEND_PORTS[@]}"; do
+    i=$((i + 1))
+    srv+="    server b$i 127.0.0.1:$p
+"
+  done
+  cat >"$d/haproxy.cfg" <<EOF
+# HAProxy as an L7 balancer for bench/gateway.sh: one thread, round-robin,
+# server connections reused across client connections, no logging.
+global
+    nbthread 1
+    # Well under the usual 20000-fd limit (HAProxy needs ~2 fds per conn).
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 300s
+
+frontend fe
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend be
+
+backend be
+    balance roundrobin
+$srv
+EOF
+  haproxy -c -q -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 ||
+    { cat "$d/check.log" >&2; die "haproxy rejected its config"; }
+  # -db: stay in the foreground as one process (no master-worker, no fork).
+  "${PIN_SRV[@]}" haproxy -db -f "$d/haproxy.cfg" >"$d/stdout.log" 2>&1 &
+  HAPROXY_PID=$!
+  track "$HAPROXY_PID"
+  wait_ready haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT/" "$d/stdout.log"
+}
+
+# ------------------------------------------------------ per-target facts
+
+url_of() {
+  case $1 in
+  direct) echo "http://127.0.0.1:${BACKEND_PORTS[0]}/" ;;
+  stampede) echo "http://127.0.0.1:$STAMPEDE_PORT/" ;;
+  nginx) echo "http://127.0.0.1:$NGINX_PORT/" ;;
+  haproxy) echo "http://127.0.0.1:$HAPROXY_PORT/" ;;
+  *) die "unknown target $1" ;;
+  esac
+}
+
+# The PIDs whose CPU and memory count as "the balancer". For nginx we sum
+# master and worker (the master is idle, so this is the worker's cost plus
+# ~0). For "direct" there is no balancer: we report the backend nginx.
+pids_of() {
+  case $1 in
+  direct) echo "$BACKENDS_PID $(children_of "$BACKENDS_PID")" ;;
+  stampede) echo "$STAMPEDE_PID" ;;
+  nginx) echo "$NGINX_PID $(children_of "$NGINX_PID")" ;;
+  haproxy) echo "$HAPROXY_PID" ;;
+  esac
+}
+
+# utime+stime in clock ticks, summed over PIDs. /proc/PID/stat of a thread
+# group leader already sums all its threads. The comm field may contain
+# spaces, so we cut everything up to the last ") " first.
+cpu_ticks() {
+  local pid total=0 stat rest f
+  for pid in "$@"; do
+    stat=$(<"/proc/$pid/stat") || die "process $pid is gone"
+    rest=${stat##*) }
+    read -ra f <<<"$rest"
+    # f[0] is field 3 (state): utime is field 14, stime field 15.
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+
+# Peak RSS (VmHWM) in KiB, summed over PIDs.
+hwm_kib() {
+  local pid total=0 v
+  for pid in "$@"; do
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status") || die "process $pid is gone"
+    total=$((total + v))
+  done
+  echo "$total"
+}
+
+# Busy ticks of the whole machine (all CPUs) from /proc/stat: everything
+# except idle and iowait.
+system_busy_ticks() {
+  awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
+
+# CPU ticks of reaped children of this shell (user+sys), from the `times`
+# builtin; used to learn what wrk itself spent, since it is gone before we
+# could read its /proc. `times` must run in this shell, not in a $(...)
+# subshell (which would report the subshell's own children), so it writes
+# to a file and awk reads that.
+children_ticks() {
+  times >"$TMP/times.txt"
+  awk -v tck="$CLK_TCK" 'END {
+    s = 0
+    for (i = 1; i <= NF; i++) {
+      v = $i; sub(/s$/, "", v); split(v, ms, "m"); s += ms[1] * 60 + ms[2]
+    }
+    printf "%d\n", s * tck + 0.5
+  }' "$TMP/times.txt"
+}
+
+# ---------------------------------------------------------- quiet machine
+
+# Waits until nobody else is compiling and the machine is idle apart from
+# us. The 1-minute load average is printed but not used as the gate: our
+# own previous run keeps it near 2 for a minute. Instead we gate on rustc/
+# cargo/linker processes and on a 1-second sample of CPU use, taken while
+# all our processes are idle. Returns with QUIET=yes, or QUIET=no after
+# QUIET_WAIT_MAX seconds (then we measure anyway and flag the run).
+wait_quiet() {
+  local waited=0 builders busy0 busy1 busy load1
+  while :; do
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    builders=$(ps -eo pid=,comm= | awk '$2 ~ /^(cargo|rustc|cc|ld|ld\.lld|rust-lld|clippy-driver)$/ {printf "%s(%s) ", $2, $1}')
+    busy0=$(system_busy_ticks)
+    sleep 1
+    busy1=$(system_busy_ticks)
+    busy=$(awk -v a="$busy0" -v b="$busy1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
+    if [[ -z $builders ]] && awk -v b="$busy" -v m="$BUSY_MAX" 'BEGIN {exit !(b <= m)}'; then
+      QUIET=yes
+      LOAD1=$load1
+      return 0
+    fi
+    if ((waited >= QUIET_WAIT_MAX)); then
+      warn "machine still busy after ${QUIET_WAIT_MAX}s (builders: ${builders:-none}; other CPU ${busy} cores; load1 $load1): measuring anyway, run flagged noisy"
+      QUIET=no
+      LOAD1=$load1
+      return 0
+    fi
+    log "waiting for a quiet machine (builders: ${builders:-none}; other CPU ${busy} cores; load1 $load1)"
+    sleep 10
+    waited=$((waited + 11))
+  done
+}
+
+# ------------------------------------------------------------- measuring
+
+# Runs wrk pinned on the load CPU; in the background + wait so that a
+# Ctrl-C reaches our trap at once. `timeout` bounds it whatever happens.
+run_wrk() {
+  local url=$1 secs=$2 out=$3 rc=0
+  "${PIN_LG[@]}" timeout --kill-after=5 $((secs + 30)) \
+    wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency "$url" >"$out" 2>&1 &
+  CURRENT_WRK_PID=$!
+  wait "$CURRENT_WRK_PID" || rc=$?
+  CURRENT_WRK_PID=""
+  if ((rc != 0)); then
+    cat "$out" >&2
+    die "wrk failed (exit $rc) against $url"
+  fi
+}
+
+# Parses wrk output into: rps p50_ms p99_ms requests non2xx socket_errors.
+# wrk prints latencies as us, ms, s or m; we convert to ms.
+parse_wrk() {
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+      if (v ~ /m$/)  { sub(/m$/, "", v);  return v * 60000 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+      return -1
+    }
+    /^ +50%/ { p50 = ms($2) }
+    /^ +99%/ { p99 = ms($2) }
+    / requests in / { req = $1 }
+    /^Requests\/sec:/ { rps = $2 }
+    /Non-2xx or 3xx responses:/ { non2xx = $NF }
+    /Socket errors:/ {
+      # "Socket errors: connect 0, read 0, write 0, timeout 0"
+      line = $0; gsub(/,/, "", line); n = split(line, f, " ")
+      for (i = 1; i <= n; i++) if (f[i] ~ /^[0-9]+$/) sock += f[i]
+    }
+    END {
+      if (rps == "" || req == "" || p50 == "" || p99 == "") exit 1
+      printf "%s %.3f %.3f %d %d %d\n", rps, p50, p99, req, non2xx + 0, sock + 0
+    }' "$1"
+}
+
+# Checks a target answers 200 with a backend body; for a balancer also
+# that 6 requests reach all three backends (round-robin really works).
+check_target() {
+  local target=$1 url code body seen=" " i
+  url=$(url_of "$target")
+  for ((i = 0; i < 6; i++)); do
+    code=$(curl -s -o "$TMP/check.body" -w '%{http_code}' --max-time 2 "$url" || true)
+    [[ $code == 200 ]] || die "$target ($url) answered '${code:-nothing}' instead of 200"
+    body=$(<"$TMP/check.body")
+    [[ $body == "hello from "* ]] || die "$target ($url) answered 200 but not a backend body: '$body'"
+    [[ $seen == *" ${body#hello from } "* ]] || seen+="${body#hello from } "
+  done
+  if [[ $target != direct ]] && (($(wc -w <<<"$seen") < 3)); then
+    warn "$target: 6 requests reached backends {$seen} only, not all three"
+  fi
+  log "check $target: 200 OK, backends seen:$seen"
+}
+
+# One measured run of one target: quiet check, warm-up, CPU/RSS snapshot,
+# wrk, snapshot again; appends a raw line to $RAW.
+measure() {
+  local round=$1 target=$2 url pids bpids out
+  url=$(url_of "$target")
+  wait_quiet
+  run_wrk "$url" "$WARMUP" "$TMP/wrk-warmup-$target-$round.txt"
+  pids=$(pids_of "$target")
+  bpids="$BACKENDS_PID $(children_of "$BACKENDS_PID")"
+  out="$TMP/wrk-$target-$round.txt"
+
+  # shellcheck disable=SC2086 # word splitting of PID lists is intended
+  {
+    local t0 b0 s0 c0 t1 b1 s1 c1
+    children_ticks >"$TMP/c0"
+    t0=$(cpu_ticks $pids)
+    b0=$(cpu_ticks $bpids)
+    s0=$(system_busy_ticks)
+    run_wrk "$url" "$DURATION" "$out"
+    s1=$(system_busy_ticks)
+    children_ticks >"$TMP/c1"
+    c0=$(<"$TMP/c0")
+    c1=$(<"$TMP/c1")
+    t1=$(cpu_ticks $pids)
+    b1=$(cpu_ticks $bpids)
+    local hwm
+    hwm=$(hwm_kib $pids)
+  }
+
+  local parsed rps p50 p99 req non2xx sock
+  parsed=$(parse_wrk "$out") || {
+    cat "$out" >&2
+    die "could not parse wrk output for $target"
+  }
+  read -r rps p50 p99 req non2xx sock <<<"$parsed"
+  ((req > 0)) || die "$target: wrk reports 0 requests"
+
+  # CPU s per 10k requests = ticks / CLK_TCK / requests * 10000.
+  # "other" = whole-machine busy time minus wrk, balancer and backends:
+  # what someone else (or kernel threads, e.g. ksoftirqd) used meanwhile.
+  local line
+  line=$(awk -v r="$round" -v tg="$target" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
+    -v req="$req" -v n2="$non2xx" -v se="$sock" -v tck="$CLK_TCK" \
+    -v t="$((t1 - t0))" -v b="$((b1 - b0))" -v c="$((c1 - c0))" -v s="$((s1 - s0))" \
+    -v hwm="$hwm" -v q="$QUIET" -v l1="$LOAD1" 'BEGIN {
+      bal = t / tck; be = b / tck; wrk = c / tck; sys = s / tck
+      other = sys - wrk - be - (tg == "direct" ? 0 : bal)
+      if (other < 0) other = 0
+      printf "%d\t%s\t%.0f\t%.3f\t%.3f\t%.4f\t%.1f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\n",
+        r, tg, rps, p50, p99, bal / req * 10000, hwm / 1024, req, n2, se,
+        bal, (tg == "direct" ? 0 : be), wrk, other, l1, q
+    }')
+  printf '%s\n' "$line" >>"$RAW"
+  printf '%s\n' "$line" | awk -F'\t' '{
+    printf "run: round %s %-8s %8s req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %.4f s/10k  rss %s MiB  reqs %s  non2xx %s  sockerr %s  bal %ss be %ss wrk %ss other %ss  load1 %s quiet %s\n",
+      $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
+  }'
+}
+
+# ------------------------------------------------------------- reporting
+
+# Median per target of req/s, p50, p99, CPU/10k; max of peak RSS (VmHWM
+# only grows, so the last run's value is the process's peak). Also the
+# totals of non-2xx and socket errors.
+summarize() {
+  local target
+  for target in $TARGETS; do
+    awk -F'\t' -v tg="$target" '
+      function median(a, n,   i, j, t) {
+        for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+      }
+      $2 == tg {
+        n++; rps[n] = $3; p50[n] = $4; p99[n] = $5; cpu[n] = $6
+        if ($7 > rss) rss = $7
+        n2 += $9; se += $10; if ($16 != "yes") noisy++
+      }
+      END {
+        if (n == 0) exit
+        printf "%s\t%.0f\t%.3f\t%.3f\t%.4f\t%.1f\t%d\t%d\t%d\t%d\n",
+          tg, median(rps, n), median(p50, n), median(p99, n), median(cpu, n), rss, n2, se, n, noisy + 0
+      }' "$RAW"
+  done
+}
+
+# Renders the report (markdown) from the summary lines.
+report() {
+  local summary=$1
+  echo "| target | req/s | p50 ms | p99 ms | CPU s /10k req | peak RSS MiB |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  awk -F'\t' '{
+    label = ($1 == "direct") ? "direct (1 backend; CPU/RSS = backend nginx)" : $1
+    printf "| %s | %s | %.2f | %.2f | %.4f | %.1f |\n", label, $2, $3, $4, $5, $6
+  }' <<<"$summary"
+  echo
+  echo "Medians of $ROUNDS rounds; peak RSS is the highest VmHWM seen. Balancer CPU = utime+stime from /proc; nginx rows sum master+worker."
+  echo
+  echo "Errors over all measured runs (wrk): $(awk -F'\t' '{printf "%s%s non-2xx %d, socket errors %d", (NR > 1 ? "; " : ""), $1, $7, $8}' <<<"$summary")."
+  local noisy
+  noisy=$(awk -F'\t' '$10 > 0 {printf "%s%s (%d runs)", (c++ ? ", " : ""), $1, $10}' <<<"$summary")
+  if [[ -n $noisy ]]; then
+    echo
+    echo "WARNING: runs measured on a busy machine (quiet wait timed out): $noisy."
+  fi
+  echo
+  awk -F'\t' '
+    { rps[$1] = $2; cpu[$1] = $5 }
+    END {
+      if (!("stampede" in rps)) exit
+      if ("nginx" in rps) {
+        cr = cpu["stampede"] / cpu["nginx"]; rr = rps["stampede"] / rps["nginx"]
+        printf "- stampede CPU per request / nginx: %.2fx (target <= 0.70x: %s)\n", cr, (cr <= 0.7 ? "met" : "not met")
+        printf "- stampede req/s / nginx: %.2fx (target >= 1.20x: %s)\n", rr, (rr >= 1.2 ? "met" : "not met")
+      }
+      if ("haproxy" in rps) {
+        rh = rps["stampede"] / rps["haproxy"]
+        printf "- stampede req/s / HAProxy: %.2fx (target >= 1.20x: %s)\n", rh, (rh >= 1.2 ? "met" : "not met")
+        printf "- (for reference) stampede CPU per request / HAProxy: %.2fx\n", cpu["stampede"] / cpu["haproxy"]
+      }
+    }' <<<"$summary"
+}
+
+machine_facts() {
+  echo "- nproc: $(nproc)"
+  echo "- CPU: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+  echo "- kernel: $(uname -r)"
+  echo "- $(nginx -v 2>&1)"
+  echo "- $(haproxy -v 2>&1 | head -n 1)"
+  echo "- wrk: $(wrk -v 2>&1 | head -n 1 | sed 's/ *Copyright.*//')"
+  echo "- $STAMPEDE_VERSION ($(stat -c '%y' "$STAMPEDE_SRC" 2>/dev/null | cut -d. -f1) build)"
+  echo "- stampede command: \`$STAMPEDE_CMD\`"
+  echo "- pinning: $PINNING"
+  echo "- wrk: 1 thread, $CONNECTIONS connections, ${DURATION}s per run after a ${WARMUP}s warm-up, $ROUNDS rounds"
+}
+
+# ------------------------------------------------------------------- main
+
+main() {
+  [[ $ROUNDS =~ ^[1-9][0-9]*$ && $DURATION =~ ^[1-9][0-9]*$ && $CONNECTIONS =~ ^[1-9][0-9]*$ && $WARMUP =~ ^[0-9]+$ ]] ||
+    die "ROUNDS, DURATION, CONNECTIONS must be positive integers and WARMUP a non-negative one"
+  ((WARMUP > 0)) || WARMUP=1
+
+  ensure_tools
+  TMP=$(mktemp -d /tmp/stampede-gateway-bench.XXXXXX)
+  RAW="$TMP/raw.tsv"
+  prepare_stampede
+  STAMPEDE_SRC=${STAMPEDE_BIN:-$ROOT/target/release/stampede}
+  choose_cpus
+
+  BACKEND_PORTS=("$(free_port)" "$(free_port)" "$(free_port)")
+  STAMPEDE_PORT=$(free_port)
+  STAMPEDE_ADMIN_PORT=$(free_port)
+  NGINX_PORT=$(free_port)
+  HAPROXY_PORT=$(free_port)
+
+  start_backends
+  start_stampede
+  start_nginx_lb
+  start_haproxy
+  log "backends :${BACKEND_PORTS[*]} (pid $BACKENDS_PID, worker $BACKENDS_WORKERS); stampede :$STAMPEDE_PORT (pid $STAMPEDE_PID); nginx :$NGINX_PORT (pid $NGINX_PID, worker $NGINX_WORKERS); haproxy :$HAPROXY_PORT (pid $HAPROXY_PID)"
+  log "pinning: $PINNING"
+
+  local target
+  for target in $TARGETS; do check_target "$target"; done
+
+  local round
+  echo "# raw runs (round, target, req/s, p50 ms, p99 ms, CPU s/10k, RSS MiB, requests, non-2xx, socket errors, balancer CPU s, backend CPU s, wrk CPU s, other CPU s, load1, quiet)"
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for target in $TARGETS; do
+      measure "$round" "$target"
+    done
+  done
+
+  # Every target must still answer after the load (a crash mid-run would
+  # otherwise only show up as socket errors).
+  for target in $TARGETS; do check_target "$target"; done
+  curl -s --max-time 2 "http://127.0.0.1:$STAMPEDE_ADMIN_PORT/metrics" >"$TMP/stampede-metrics.txt" || true
+  local statuses
+  statuses=$(awk '/^stampede_gateway_requests_total/ {
+      match($0, /status="[0-9]+"/); s = substr($0, RSTART + 8, RLENGTH - 9); c[s] += $NF
+    } END { for (s in c) printf "%s%s=%d", (n++ ? " " : ""), s, c[s] }' "$TMP/stampede-metrics.txt")
+  [[ -z $statuses ]] || log "stampede /metrics requests by status (whole run incl. warm-ups): $statuses"
+
+  local summary
+  summary=$(summarize)
+  mkdir -p "$OUT_DIR"
+  local out_file
+  out_file="$OUT_DIR/gateway-$(date +%F).md"
+  [[ -e $out_file ]] && out_file="$OUT_DIR/gateway-$(date +%F-%H%M%S).md"
+  {
+    echo "# Gateway benchmark, $(date '+%F %H:%M %Z')"
+    echo
+    echo "Command: \`$0\` (DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS WARMUP=$WARMUP)"
+    echo
+    machine_facts
+    echo
+    report "$summary"
+    echo
+    echo "Raw runs (round, target, req/s, p50 ms, p99 ms, CPU s/10k, RSS MiB, requests, non-2xx, socket errors, balancer CPU s, backend CPU s, wrk CPU s, other CPU s, load1, quiet):"
+    echo
+    echo '```'
+    cat "$RAW"
+    echo '```'
+  } >"$out_file"
+
+  echo
+  echo "# machine"
+  machine_facts
+  echo
+  echo "# result"
+  report "$summary"
+  echo
+  log "written to $out_file"
+}
+
+main "$@"
