@@ -43,7 +43,7 @@ use tokio::sync::watch;
 use crate::body::Exchange;
 use crate::error::GatewayError;
 use crate::fields::Fields;
-use crate::forwarded::{Forwarding, Peer};
+use crate::forwarded::{ForwardingCache, Peer};
 use crate::pool::{Choice, Pool};
 use crate::proxy::{Proxy, request_id};
 use crate::route::host_without_port;
@@ -54,12 +54,14 @@ mod head;
 mod idle;
 mod prefixed;
 mod relay;
+mod timer;
 
 use head::Framing;
 pub(crate) use idle::IdleConnections;
 use idle::Upstream;
 pub(crate) use prefixed::Prefixed;
-use relay::{BodyLimits, RelayError, read_more, relay};
+use relay::{BodyLimits, RelayError, relay};
+use timer::Timer;
 
 /// How the fast path finished with a connection.
 #[derive(Debug)]
@@ -88,11 +90,15 @@ pub(crate) async fn serve(
 ) -> Ended {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(1024);
+    let mut timer = Timer::new();
+    let mut forwarding = ForwardingCache::default();
     loop {
         let mut exchange = Exchanging {
             client: &mut client,
             buf: &mut buf,
             out: &mut out,
+            timer: &mut timer,
+            forwarding: &mut forwarding,
             peer,
             proxy,
         };
@@ -109,6 +115,8 @@ struct Exchanging<'a> {
     client: &'a mut TcpStream,
     buf: &'a mut BytesMut,
     out: &'a mut Vec<u8>,
+    timer: &'a mut Timer,
+    forwarding: &'a mut ForwardingCache,
     peer: &'a Peer,
     proxy: &'a Proxy,
 }
@@ -143,7 +151,8 @@ impl Exchanging<'_> {
         let limits = &self.proxy.shared.config.limits;
         // Like hyper's header timeout: the whole head must arrive within
         // the idle timeout, which also bounds keep-alive idleness.
-        let head_deadline = tokio::time::Instant::now() + limits.idle_timeout;
+        // Read the clock only when there is something to wait for.
+        let mut head_deadline = None;
         let parsed = loop {
             if self.buf.starts_with(b"PRI * HTTP/2") {
                 return Next::Handoff;
@@ -153,7 +162,8 @@ impl Exchanging<'_> {
                 let mut req = httparse::Request::new(&mut []);
                 match req.parse_with_uninit_headers(self.buf, &mut storage) {
                     Ok(httparse::Status::Complete(len)) => {
-                        let parsed = Self::prepare(&req, self.out, self.peer, self.proxy);
+                        let parsed =
+                            Self::prepare(&req, self.out, self.forwarding, self.peer, self.proxy);
                         // hyper must see the head it is handed; anything else
                         // is done with it.
                         if !matches!(parsed, Parsed::Handoff) {
@@ -171,9 +181,11 @@ impl Exchanging<'_> {
                     break self.refuse_head(GatewayError::HeadTooLarge);
                 }
             }
+            let deadline = *head_deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + limits.idle_timeout);
             tokio::select! {
-                read = tokio::time::timeout_at(head_deadline, self.read_client()) => match read {
-                    Ok(Ok(n)) if n > 0 => {}
+                read = self.timer.run(deadline, read_some(self.client, self.buf)) => match read {
+                    Some(Ok(n)) if n > 0 => {}
                     _ => return Next::Close,
                 },
                 _ = stop.wait_for(|stop| *stop) => return Next::Close,
@@ -185,12 +197,6 @@ impl Exchanging<'_> {
             Parsed::Refuse(refusal) => self.answer(refusal, started).await,
             Parsed::Ready(prepared) => self.forward(prepared, started, stop).await,
         }
-    }
-
-    async fn read_client(&mut self) -> std::io::Result<usize> {
-        use tokio::io::AsyncReadExt;
-        self.buf.reserve(4096);
-        self.client.read_buf(self.buf).await
     }
 
     fn refuse_head(&self, error: GatewayError) -> Parsed {
@@ -207,6 +213,7 @@ impl Exchanging<'_> {
     fn prepare(
         req: &httparse::Request<'_, '_>,
         out: &mut Vec<u8>,
+        forwarding: &mut ForwardingCache,
         peer: &Peer,
         proxy: &Proxy,
     ) -> Parsed {
@@ -259,7 +266,7 @@ impl Exchanging<'_> {
             return refuse(GatewayError::NoBackend, in_pool(&pool.unassigned), has_body);
         };
 
-        let forwarding = Forwarding::new(fields, peer, client_ip, host, proxy.scheme);
+        let forwarding = forwarding.get(fields, peer, client_ip, host, proxy.scheme);
         out.clear();
         out.extend_from_slice(method.as_bytes());
         out.push(b' ');
@@ -352,7 +359,7 @@ impl Exchanging<'_> {
                 }
             }
             let sent_at = Instant::now();
-            let first_byte = tokio::time::Instant::now() + route.first_byte_timeout;
+            let first_byte = tokio::time::Instant::from_std(sent_at) + route.first_byte_timeout;
             let first_byte = deadline.map_or(first_byte, |d| d.min(first_byte));
             let answering = Answering {
                 to_head: req.to_head,
@@ -502,23 +509,16 @@ impl Exchanging<'_> {
                     }
                 }
             }
-            let limits = BodyLimits {
-                max: u64::MAX,
-                stall: None,
-                deadline: Some(first_byte),
-            };
             let read = tokio::select! {
                 biased;
-                read = read_more(&mut upstream.stream, &mut upstream.buf, &limits) => read,
+                read = self.timer.run(first_byte, read_some(&mut upstream.stream, &mut upstream.buf)) => read,
                 () = client_closed(self.client) => return Err(AwaitError::ClientGone),
             };
             match read {
-                Ok(n) if n > 0 => received_any = true,
-                Ok(_) | Err(RelayError::Source(_)) if !received_any => {
-                    return Err(AwaitError::Stale);
-                }
-                Err(RelayError::Deadline) => return Err(AwaitError::Failed(GatewayError::Timeout)),
-                Ok(_) | Err(_) => {
+                Some(Ok(n)) if n > 0 => received_any = true,
+                Some(_) if !received_any => return Err(AwaitError::Stale),
+                None => return Err(AwaitError::Failed(GatewayError::Timeout)),
+                Some(_) => {
                     return Err(AwaitError::Failed(bad_response(
                         "the connection closed inside the response head",
                     )));
@@ -659,6 +659,13 @@ fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
     ]);
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// Reads what `stream` has next into `buf`; 0 at end of stream.
+async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    buf.reserve(4096);
+    stream.read_buf(buf).await
 }
 
 /// Completes when the client closes its connection (or it fails). Peeking

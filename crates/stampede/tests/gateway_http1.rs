@@ -49,8 +49,10 @@ async fn read_to_end(stream: &mut TcpStream) -> String {
 /// request head, then closes the connection: what a backend whose
 /// keep-alive timeout just passed looks like.
 async fn scripted_backend(reply: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a scripted backend");
+    let addr = listener.local_addr().expect("its address");
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {

@@ -120,6 +120,25 @@ pub(crate) fn write_fields(
     chunked: bool,
     replaced: &[&str],
 ) {
+    // The names `Connection` lists, gathered once; a head naming more than
+    // fits here (never seen in practice) is checked field by field instead.
+    let mut named: [&[u8]; 8] = [&[]; 8];
+    let mut count = 0;
+    for token in fields.tokens("connection") {
+        if let Some(slot) = named.get_mut(count) {
+            *slot = token;
+        }
+        count += 1;
+    }
+    let is_named = |name: &str| {
+        if count <= named.len() {
+            named[..count]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        } else {
+            fields.has_token("connection", name)
+        }
+    };
     for field in fields {
         let name = field.name;
         let keep = if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -128,9 +147,7 @@ pub(crate) fn write_fields(
             !chunked
         } else {
             !is_hop_by_hop(name, field.value)
-                && !fields
-                    .tokens("connection")
-                    .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+                && !is_named(name)
                 && !replaced.iter().any(|r| name.eq_ignore_ascii_case(r))
         };
         if keep {
