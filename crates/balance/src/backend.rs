@@ -95,7 +95,13 @@ impl Load {
     /// immediately; a faster one is blended in with a weight that grows with
     /// the time since the last observation, so recovery is believed slowly.
     pub fn observe_latency(&self, rtt: Duration) {
-        let now = self.epoch.elapsed().as_nanos() as u64;
+        self.observe_latency_at(rtt, Instant::now());
+    }
+
+    /// [`Load::observe_latency`] with the current time the caller already
+    /// read, sparing a clock read on the hot path.
+    pub fn observe_latency_at(&self, rtt: Duration, now: Instant) {
+        let now = now.saturating_duration_since(self.epoch).as_nanos() as u64;
         let rtt = rtt.as_nanos() as f64;
         let previous = self.ewma_nanos();
         let elapsed = now.saturating_sub(self.stamp.swap(now, Ordering::Relaxed)) as f64;

@@ -330,7 +330,8 @@ impl Exchanging<'_> {
         // a fresh connection, as nothing of it can have been processed.
         let mut fresh_only = false;
         let (mut upstream, response_head) = loop {
-            let mut upstream = match self.connect(pool, slot, route, fresh_only).await {
+            let reuse_at = (!fresh_only).then_some(started);
+            let mut upstream = match self.connect(pool, slot, route, reuse_at).await {
                 Ok(upstream) => upstream,
                 Err(error) => return self.answer(fail(error, has_body), started).await,
             };
@@ -372,7 +373,8 @@ impl Exchanging<'_> {
                 .await
             {
                 Ok(head) => {
-                    backend.load.observe_latency(sent_at.elapsed());
+                    let now = Instant::now();
+                    backend.load.observe_latency_at(now - sent_at, now);
                     break (upstream, head);
                 }
                 Err(AwaitError::Stale) if replayable => {
@@ -431,16 +433,17 @@ impl Exchanging<'_> {
         }
     }
 
-    /// Takes an idle connection to the chosen backend, or opens one.
+    /// Takes an idle connection to the chosen backend (when `reuse_at`,
+    /// the current time, is given), or opens one.
     async fn connect(
         &self,
         pool: &Pool,
         slot: (usize, usize),
         route: &crate::route::Route,
-        fresh_only: bool,
+        reuse_at: Option<Instant>,
     ) -> Result<Upstream, GatewayError> {
-        if !fresh_only {
-            if let Some(upstream) = self.proxy.idle.take(slot, pool.idle_timeout) {
+        if let Some(now) = reuse_at {
+            if let Some(upstream) = self.proxy.idle.take(slot, now, pool.idle_timeout) {
                 return Ok(upstream);
             }
         }

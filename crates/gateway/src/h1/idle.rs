@@ -50,16 +50,17 @@ impl IdleConnections {
         }
     }
 
-    /// The most recently parked connection to the backend that is not older
-    /// than `max_idle`.
+    /// The most recently parked connection to the backend that, at `now`,
+    /// has not been idle longer than `max_idle`.
     pub(crate) fn take(
         &self,
         (pool, backend): (usize, usize),
+        now: Instant,
         max_idle: Duration,
     ) -> Option<Upstream> {
         let mut parked = self.slots[pool][backend].lock().ok()?;
         while let Some(p) = parked.pop_back() {
-            if p.since.elapsed() < max_idle {
+            if now.saturating_duration_since(p.since) < max_idle {
                 let mut upstream = p.upstream;
                 upstream.reused = true;
                 return Some(upstream);
