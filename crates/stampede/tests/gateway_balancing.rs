@@ -4,120 +4,113 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use support::{Backend, Behaviour, Gateway, TIMEOUT, client, get, get_req, send, toml_backends};
+use support::{
+    Backend, Behaviour, Gateway, GatewayToml, HttpClient, Reply, TIMEOUT, client, get, get_with,
+    toml_backends,
+};
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type Counts = BTreeMap<String, usize>;
 
-/// Sends `n` sequential GETs to `/` and counts answers by backend name.
-async fn tally(client: &HttpClient, gateway: &Gateway, n: usize) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for _ in 0..n {
-        let reply = get(client, &gateway.url("/")).await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        *counts.entry(reply.text()).or_default() += 1;
-    }
-    counts
+/// Counts a `200` reply under the name of the backend that sent it.
+fn record(counts: &mut Counts, reply: &Reply) {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    *counts.entry(reply.text()).or_default() += 1;
 }
 
-fn count(counts: &BTreeMap<String, usize>, name: &str) -> usize {
-    counts.get(name).copied().unwrap_or(0)
+/// Asserts that each named backend answered a number of times in its range.
+#[track_caller]
+fn assert_counts(counts: &Counts, expected: &[(&str, RangeInclusive<usize>)]) {
+    for (name, range) in expected {
+        let n = counts.get(*name).copied().unwrap_or(0);
+        assert!(
+            range.contains(&n),
+            "{name}: {n} not in {range:?}: {counts:?}"
+        );
+    }
+}
+
+/// Sends `n` sequential GETs to `/`, counts answers by backend name, and
+/// checks the counts with [`assert_counts`].
+async fn assert_spread(gateway: &Gateway, n: usize, expected: &[(&str, RangeInclusive<usize>)]) {
+    let client = client();
+    let mut counts = Counts::new();
+    for _ in 0..n {
+        record(&mut counts, &get(&client, &gateway.url("/")).await);
+    }
+    assert_counts(&counts, expected);
 }
 
 /// A GET of `/` with extra headers; returns the answering backend's name.
 async fn who_answers(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> String {
-    let mut req = get_req(url);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let reply = send(client, req.body(Full::default()).expect("request")).await;
+    let reply = get_with(client, url, headers).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.text()
+}
+
+/// Three backends in one pool of `strategy` with these weights.
+async fn weighted_gateway(b: &[Backend], strategy: &str, weights: [u32; 3]) -> Gateway {
+    let items: Vec<String> = b
+        .iter()
+        .zip(weights)
+        .map(|(backend, weight)| {
+            format!(r#"{{ address = "{}", weight = {weight} }}"#, backend.addr)
+        })
+        .collect();
+    GatewayToml::web(format!("[{}]", items.join(", ")))
+        .pool(&format!(r#"strategy = "{strategy}""#))
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_is_even() {
     let b = Backend::start_many(3).await;
     let gateway = Gateway::quick(&[&b[0], &b[1], &b[2]], "round-robin").await;
-    let counts = tally(&client(), &gateway, 300).await;
-    for backend in &b {
-        let n = count(&counts, &backend.name);
-        assert!((99..=101).contains(&n), "{counts:?}");
-    }
+    assert_spread(
+        &gateway,
+        300,
+        &[("b0", 99..=101), ("b1", 99..=101), ("b2", 99..=101)],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_round_robin_follows_weights_exactly() {
     let b = Backend::start_many(3).await;
-    let gateway = Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ pool = "web" }}]
-[pools.web]
-strategy = "weighted-round-robin"
-backends = [
-  {{ address = "{}", weight = 3 }},
-  {{ address = "{}", weight = 1 }},
-  {{ address = "{}", weight = 1 }},
-]
-"#,
-        b[0].addr, b[1].addr, b[2].addr
-    ))
+    let gateway = weighted_gateway(&b, "weighted-round-robin", [3, 1, 1]).await;
+    assert_spread(
+        &gateway,
+        500,
+        &[("b0", 300..=300), ("b1", 100..=100), ("b2", 100..=100)],
+    )
     .await;
-    let counts = tally(&client(), &gateway, 500).await;
-    assert_eq!(count(&counts, "b0"), 300, "{counts:?}");
-    assert_eq!(count(&counts, "b1"), 100, "{counts:?}");
-    assert_eq!(count(&counts, "b2"), 100, "{counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_is_roughly_weighted() {
     let b = Backend::start_many(3).await;
-    let gateway = Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ pool = "web" }}]
-[pools.web]
-strategy = "random"
-backends = [
-  {{ address = "{}", weight = 2 }},
-  {{ address = "{}", weight = 1 }},
-  {{ address = "{}", weight = 1 }},
-]
-"#,
-        b[0].addr, b[1].addr, b[2].addr
-    ))
-    .await;
-    let counts = tally(&client(), &gateway, 400).await;
+    let gateway = weighted_gateway(&b, "random", [2, 1, 1]).await;
     // Expected 200/100/100; the bounds are about five standard deviations.
-    assert!((150..=250).contains(&count(&counts, "b0")), "{counts:?}");
-    assert!((50..=150).contains(&count(&counts, "b1")), "{counts:?}");
-    assert!((50..=150).contains(&count(&counts, "b2")), "{counts:?}");
+    assert_spread(
+        &gateway,
+        400,
+        &[("b0", 150..=250), ("b1", 50..=150), ("b2", 50..=150)],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_conn_prefers_idle_backends() {
     // b0 holds every request open until released; b1 and b2 answer at once.
-    let busy = Backend::start_with(
-        "busy",
-        Behaviour {
-            hold: true,
-            ..Behaviour::default()
-        },
-    )
-    .await;
+    let busy = Backend::start_with("busy", Behaviour::holding()).await;
     let idle = Backend::start_many(2).await;
     let gateway = Gateway::quick(&[&busy, &idle[0], &idle[1]], "least-conn").await;
     let client = client();
     let mut held = Vec::new();
-    let mut answered = BTreeMap::<String, usize>::new();
+    let mut answered = Counts::new();
     for _ in 0..30 {
         let hits_before = busy.hits();
         let request = {
@@ -130,9 +123,7 @@ async fn least_conn_prefers_idle_backends() {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             if request.is_finished() {
-                let reply = request.await.unwrap();
-                assert_eq!(reply.status, 200);
-                *answered.entry(reply.text()).or_default() += 1;
+                record(&mut answered, &request.await.unwrap());
                 break;
             }
             if busy.hits() > hits_before {
@@ -146,8 +137,8 @@ async fn least_conn_prefers_idle_backends() {
     // Once the busy backend holds one request, it is never the least loaded.
     assert!(held.len() <= 1, "busy backend got {} requests", held.len());
     assert_eq!(answered.values().sum::<usize>() + held.len(), 30);
-    assert!(count(&answered, "b0") >= 10, "{answered:?}");
-    assert!(count(&answered, "b1") >= 10, "{answered:?}");
+    // At least 10 each (of 30 in all).
+    assert_counts(&answered, &[("b0", 10..=30), ("b1", 10..=30)]);
     busy.release();
     for request in held {
         let reply = support::within(TIMEOUT, "held request", request)
@@ -159,39 +150,27 @@ async fn least_conn_prefers_idle_backends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2c_ewma_avoids_a_slow_backend() {
-    let slow = Backend::start_with(
-        "slow",
-        Behaviour {
-            delay: Duration::from_millis(50),
-            ..Behaviour::default()
-        },
-    )
-    .await;
+    let slow = Backend::start_with("slow", Behaviour::delayed(Duration::from_millis(50))).await;
     let fast = Backend::start_many(2).await;
     let gateway = Gateway::quick(&[&slow, &fast[0], &fast[1]], "p2c-ewma").await;
-    let counts = tally(&client(), &gateway, 200).await;
     // Round-robin would send it 67; once measured it should lose every draw.
-    assert!(count(&counts, "slow") <= 10, "{counts:?}");
-    assert!(count(&counts, "b0") >= 50, "{counts:?}");
-    assert!(count(&counts, "b1") >= 50, "{counts:?}");
+    // At most 10 for it and at least 50 for each other (of 200 in all).
+    assert_spread(
+        &gateway,
+        200,
+        &[("slow", 0..=10), ("b0", 50..=200), ("b1", 50..=200)],
+    )
+    .await;
 }
 
 /// A pool of three behind a gateway that trusts 127.0.0.1, so that
 /// `X-Forwarded-For` can play different clients.
 async fn hashing_gateway(b: &[Backend], pool_options: &str) -> Gateway {
-    Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-trusted_proxies = ["127.0.0.1/32"]
-routes = [{{ pool = "web" }}]
-[pools.web]
-backends = {}
-{pool_options}
-"#,
-        toml_backends(&[&b[0], &b[1], &b[2]])
-    ))
-    .await
+    GatewayToml::web(toml_backends(&[&b[0], &b[1], &b[2]]))
+        .top(r#"trusted_proxies = ["127.0.0.1/32"]"#)
+        .pool(pool_options)
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,19 +249,13 @@ fn set_cookie_value(set_cookie: &str, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_cookie_pins_and_repins_when_its_backend_leaves() {
     let b = Backend::start_many(3).await;
-    let gateway = Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ pool = "web" }}]
-[pools.web]
-strategy = "round-robin"
-backends = {}
-sticky = {{ cookie = "sb" }}
-"#,
-        toml_backends(&[&b[0], &b[1], &b[2]])
-    ))
-    .await;
+    let sticky = |backends: &[&Backend]| {
+        GatewayToml::web(toml_backends(backends)).pool(r#"sticky = { cookie = "sb" }"#)
+    };
+    let gateway = sticky(&[&b[0], &b[1], &b[2]])
+        .pool(r#"strategy = "round-robin""#)
+        .start()
+        .await;
     let client = client();
     let url = gateway.url("/");
 
@@ -295,14 +268,9 @@ sticky = {{ cookie = "sb" }}
     assert_eq!(cookie, pinned.addr.to_string(), "cookie names the backend");
 
     // With the cookie: always that backend, and no new cookie.
-    let with_cookie = || {
-        get_req(&url)
-            .header("cookie", format!("other=1; sb={cookie}"))
-            .body(Full::default())
-            .expect("request")
-    };
+    let with_cookie = format!("other=1; sb={cookie}");
     for _ in 0..10 {
-        let reply = send(&client, with_cookie()).await;
+        let reply = get_with(&client, &url, &[("cookie", &with_cookie)]).await;
         assert_eq!(reply.text(), pinned.name);
         assert_eq!(reply.header("set-cookie"), None);
     }
@@ -312,23 +280,10 @@ sticky = {{ cookie = "sb" }}
     // re-pinned to the backend that answered.
     drop(gateway);
     let others: Vec<&Backend> = b.iter().filter(|x| x.name != pinned.name).collect();
-    let gateway = Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-routes = [{{ pool = "web" }}]
-[pools.web]
-backends = {}
-sticky = {{ cookie = "sb" }}
-"#,
-        toml_backends(&others)
-    ))
-    .await;
+    let gateway = sticky(&others).default_workers().start().await;
     let url = gateway.url("/");
-    let with_old_cookie = get_req(&url)
-        .header("cookie", format!("sb={cookie}"))
-        .body(Full::default())
-        .expect("request");
-    let reply = send(&client, with_old_cookie).await;
+    let old_cookie = format!("sb={cookie}");
+    let reply = get_with(&client, &url, &[("cookie", &old_cookie)]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let answered = others.iter().find(|x| x.name == reply.text()).unwrap();
     let renewed = reply

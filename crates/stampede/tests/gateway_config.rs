@@ -18,6 +18,7 @@ async fn run_config(toml: &str, check: bool) -> Run {
 }
 
 /// Exit code 2, and exactly one stderr line containing every one of `needles`.
+#[track_caller]
 fn assert_config_error(run: &Run, needles: &[&str]) {
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     let lines: Vec<&str> = run
@@ -33,6 +34,28 @@ fn assert_config_error(run: &Run, needles: &[&str]) {
             lines[0]
         );
     }
+}
+
+/// Exit code 0 and `configuration ok` on stdout.
+#[track_caller]
+fn assert_config_ok(run: &Run) {
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert!(run.stdout.contains("configuration ok"), "{run:?}");
+}
+
+/// Runs the gateway on `toml` (with `--check` if `check`) and asserts
+/// [`assert_config_error`] with `needles`.
+async fn config_error(toml: &str, check: bool, needles: &[&str]) {
+    assert_config_error(&run_config(toml, check).await, needles);
+}
+
+const LISTEN: &str = r#"listen = "127.0.0.1:0""#;
+const ROUTE: &str = r#"routes = [{ pool = "web" }]"#;
+const BACKEND: &str = r#"backends = ["127.0.0.1:9001"]"#;
+
+/// A config file of the `top` lines, then `[pools.web]` and the `pool` lines.
+fn web_config(top: &[&str], pool: &[&str]) -> String {
+    format!("{}\n[pools.web]\n{}\n", top.join("\n"), pool.join("\n"))
 }
 
 const GOOD: &str = r#"
@@ -70,86 +93,53 @@ pool = "web"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_accepts_a_good_config() {
-    let run = run_config(GOOD, true).await;
-    assert_eq!(run.status.code(), Some(0), "{run:?}");
-    assert!(run.stdout.contains("configuration ok"), "{run:?}");
+    assert_config_ok(&run_config(GOOD, true).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_key_is_named() {
-    let toml = r#"
-listen = "127.0.0.1:0"
-routes = [{ pool = "web" }]
-[pools.web]
-backends = ["127.0.0.1:9001"]
-strategyy = "round-robin"
-"#;
-    let run = run_config(toml, false).await;
-    assert_config_error(&run, &["`pools.web.strategyy`", "unknown field"]);
+    let toml = web_config(&[LISTEN, ROUTE], &[BACKEND, r#"strategyy = "round-robin""#]);
+    config_error(&toml, false, &["`pools.web.strategyy`", "unknown field"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_listen_address_is_named() {
-    let toml = r#"
-listen = "127.0.0.1:notaport"
-routes = [{ pool = "web" }]
-[pools.web]
-backends = ["127.0.0.1:9001"]
-"#;
-    let run = run_config(toml, false).await;
-    assert_config_error(
-        &run,
-        &["`listen`", "127.0.0.1:notaport", "not a valid address"],
-    );
+    let toml = web_config(&[r#"listen = "127.0.0.1:notaport""#, ROUTE], &[BACKEND]);
+    let needles = ["`listen`", "127.0.0.1:notaport", "not a valid address"];
+    config_error(&toml, false, &needles).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_backend_address_is_named() {
-    let toml = r#"
-listen = "127.0.0.1:0"
-routes = [{ pool = "web" }]
-[pools.web]
-backends = ["127.0.0.1:9001", "nowhere"]
-"#;
-    let run = run_config(toml, true).await;
-    assert_config_error(&run, &["pools.web.backends", "nowhere"]);
+    let toml = web_config(
+        &[LISTEN, ROUTE],
+        &[r#"backends = ["127.0.0.1:9001", "nowhere"]"#],
+    );
+    config_error(&toml, true, &["pools.web.backends", "nowhere"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_strategy_is_named() {
-    let toml = r#"
-listen = "127.0.0.1:0"
-routes = [{ pool = "web" }]
-[pools.web]
-strategy = "fastest"
-backends = ["127.0.0.1:9001"]
-"#;
-    let run = run_config(toml, false).await;
-    assert_config_error(&run, &["pools.web.strategy", "fastest", "round-robin"]);
+    let toml = web_config(&[LISTEN, ROUTE], &[r#"strategy = "fastest""#, BACKEND]);
+    config_error(
+        &toml,
+        false,
+        &["pools.web.strategy", "fastest", "round-robin"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_pool_is_named() {
-    let toml = r#"
-listen = "127.0.0.1:0"
-routes = [{ pool = "web" }]
-[pools.web]
-backends = []
-"#;
-    let run = run_config(toml, false).await;
-    assert_config_error(&run, &["pools.web.backends", "no backends"]);
+    let toml = web_config(&[LISTEN, ROUTE], &["backends = []"]);
+    config_error(&toml, false, &["pools.web.backends", "no backends"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_to_unknown_pool_is_named() {
-    let toml = r#"
-listen = "127.0.0.1:0"
-routes = [{ pool = "web" }, { path_prefix = "/api", pool = "apii" }]
-[pools.web]
-backends = ["127.0.0.1:9001"]
-"#;
-    let run = run_config(toml, true).await;
-    assert_config_error(&run, &["routes[1].pool", "apii"]);
+    let routes = r#"routes = [{ pool = "web" }, { path_prefix = "/api", pool = "apii" }]"#;
+    let toml = web_config(&[LISTEN, routes], &[BACKEND]);
+    config_error(&toml, true, &["routes[1].pool", "apii"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,8 +176,7 @@ async fn check_accepts_good_flags() {
         "--check",
     ])
     .await;
-    assert_eq!(run.status.code(), Some(0), "{run:?}");
-    assert!(run.stdout.contains("configuration ok"), "{run:?}");
+    assert_config_ok(&run);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +195,5 @@ async fn example_config_passes_check() {
         return;
     }
     let path = example.to_str().expect("utf-8 path");
-    let run = run_gateway(&["--check", "--config", path]).await;
-    assert_eq!(run.status.code(), Some(0), "{run:?}");
-    assert!(run.stdout.contains("configuration ok"), "{run:?}");
+    assert_config_ok(&run_gateway(&["--check", "--config", path]).await);
 }

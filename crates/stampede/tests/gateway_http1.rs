@@ -10,28 +10,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::{
-    Backend, Gateway, TIMEOUT, client, connect, get, head_header, read_body, read_head, within,
+    Backend, Gateway, GatewayToml, TIMEOUT, assert_status, client, connect, get, head_header,
+    parse_json, read_body, read_head, read_response, request_head, roundtrip, status_line,
+    toml_addrs, toml_backends, within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 async fn gateway(backend: SocketAddr) -> Gateway {
-    Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ pool = "web" }}]
-[pools.web]
-backends = ["{backend}"]
-"#
-    ))
-    .await
+    GatewayToml::web(toml_addrs([backend]))
+        .top(r#"admin_listen = "127.0.0.1:0""#)
+        .start()
+        .await
 }
 
-fn status(head: &str) -> &str {
-    head.lines().next().unwrap_or("")
-}
+/// A bodiless `GET /` with `Host: x`.
+const GET: &str = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
 async fn read_to_end(stream: &mut TcpStream) -> String {
     let mut rest = Vec::new();
@@ -77,11 +71,9 @@ async fn pipelined_requests_are_answered_in_order() {
         .await
         .unwrap();
     for seq in ["1", "2"] {
-        let head = read_head(&mut stream).await;
-        assert!(status(&head).starts_with("HTTP/1.1 200"), "{head}");
-        let body: serde_json::Value =
-            serde_json::from_str(&read_body(&mut stream, &head).await).unwrap();
-        assert_eq!(body["x-seq"][0], seq);
+        let (head, body) = read_response(&mut stream).await;
+        assert_status(&head, "HTTP/1.1 200");
+        assert_eq!(parse_json(&body)["x-seq"][0], seq);
     }
 }
 
@@ -96,14 +88,12 @@ async fn ambiguous_framing_is_refused_before_the_backend() {
     ] {
         let mut stream = connect(gateway.addr).await;
         let request = format!("POST /count HTTP/1.1\r\nHost: x\r\n{framing}\r\n0\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let head = read_head(&mut stream).await;
+        let head = request_head(&mut stream, request).await;
         assert!(
-            status(&head).starts_with("HTTP/1.1 400"),
+            status_line(&head).starts_with("HTTP/1.1 400"),
             "{framing:?}: {head}"
         );
-        let body: serde_json::Value =
-            serde_json::from_str(&read_body(&mut stream, &head).await).unwrap();
+        let body = parse_json(&read_body(&mut stream, &head).await);
         assert_eq!(body["error"], "invalid");
     }
     assert_eq!(backend.hits(), 0, "no smuggling shape reached the backend");
@@ -114,16 +104,14 @@ async fn chunked_request_bodies_pass_through() {
     let backend = Backend::start("b0").await;
     let gateway = gateway(backend.addr).await;
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(
-            b"POST /count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
-              5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status(&head).starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(read_body(&mut stream, &head).await, "11");
+    let (head, body) = roundtrip(
+        &mut stream,
+        b"POST /count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+    )
+    .await;
+    assert_status(&head, "HTTP/1.1 200");
+    assert_eq!(body, "11");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,12 +136,8 @@ async fn a_response_delimited_by_close_closes_the_client_connection() {
         scripted_backend(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-the-end").await;
     let gateway = gateway(backend).await;
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status(&head).starts_with("HTTP/1.1 200"), "{head}");
+    let head = request_head(&mut stream, GET).await;
+    assert_status(&head, "HTTP/1.1 200");
     assert_eq!(head_header(&head, "connection").as_deref(), Some("close"));
     assert_eq!(read_to_end(&mut stream).await, "until-the-end");
 }
@@ -167,15 +151,11 @@ async fn informational_responses_are_forwarded() {
     .await;
     let gateway = gateway(backend).await;
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let early = read_head(&mut stream).await;
-    assert!(status(&early).starts_with("HTTP/1.1 103"), "{early}");
-    let head = read_head(&mut stream).await;
-    assert!(status(&head).starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(read_body(&mut stream, &head).await, "ok");
+    let early = request_head(&mut stream, GET).await;
+    assert_status(&early, "HTTP/1.1 103");
+    let (head, body) = read_response(&mut stream).await;
+    assert_status(&head, "HTTP/1.1 200");
+    assert_eq!(body, "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,20 +163,12 @@ async fn head_responses_carry_no_body_and_the_connection_goes_on() {
     let backend = Backend::start("b0").await;
     let gateway = gateway(backend.addr).await;
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status(&head).starts_with("HTTP/1.1 200"), "{head}");
+    let head = request_head(&mut stream, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_status(&head, "HTTP/1.1 200");
     assert_eq!(head_header(&head, "content-length").as_deref(), Some("2"));
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status(&head).starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(read_body(&mut stream, &head).await, "b0");
+    let (head, body) = roundtrip(&mut stream, GET).await;
+    assert_status(&head, "HTTP/1.1 200");
+    assert_eq!(body, "b0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,12 +176,8 @@ async fn http10_clients_are_served_and_closed() {
     let backend = Backend::start("b0").await;
     let gateway = gateway(backend.addr).await;
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status(&head).contains(" 200"), "{head}");
+    let head = request_head(&mut stream, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").await;
+    assert!(status_line(&head).contains(" 200"), "{head}");
     assert_eq!(read_to_end(&mut stream).await, "b0");
 }
 
@@ -218,18 +186,15 @@ async fn expect_100_continue_is_honoured() {
     let backend = Backend::start("b0").await;
     let gateway = gateway(backend.addr).await;
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(
-            b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let interim = read_head(&mut stream).await;
-    assert!(status(&interim).starts_with("HTTP/1.1 100"), "{interim}");
-    stream.write_all(b"hello").await.unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status(&head).starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(read_body(&mut stream, &head).await, "5");
+    let interim = request_head(
+        &mut stream,
+        "POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
+    assert_status(&interim, "HTTP/1.1 100");
+    let (head, body) = roundtrip(&mut stream, "hello").await;
+    assert_status(&head, "HTTP/1.1 200");
+    assert_eq!(body, "5");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,12 +203,8 @@ async fn keep_alive_reuses_one_backend_connection() {
     let gateway = gateway(backend.addr).await;
     let mut stream = connect(gateway.addr).await;
     for _ in 0..20 {
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let head = read_head(&mut stream).await;
-        assert_eq!(read_body(&mut stream, &head).await, "b0");
+        let (_, body) = roundtrip(&mut stream, GET).await;
+        assert_eq!(body, "b0");
     }
     let client = client();
     let metrics = get(&client, &gateway.admin_url("/metrics")).await.text();
@@ -263,29 +224,19 @@ async fn keep_alive_reuses_one_backend_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_request_leaves_the_connection_usable() {
     let backend = Backend::start("b0").await;
-    let gateway = Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-routes = [{{ host = "shop.test", pool = "web" }}]
-[pools.web]
-backends = ["{}"]
-"#,
-        backend.addr
-    ))
-    .await;
+    let gateway = GatewayToml::web(toml_backends(&[&backend]))
+        .default_workers()
+        .route(r#"host = "shop.test""#)
+        .start()
+        .await;
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: elsewhere.test\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status(&head).starts_with("HTTP/1.1 404"), "{head}");
-    let _ = read_body(&mut stream, &head).await;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status(&head).starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(read_body(&mut stream, &head).await, "b0");
+    let (head, _) = roundtrip(
+        &mut stream,
+        "GET / HTTP/1.1\r\nHost: elsewhere.test\r\n\r\n",
+    )
+    .await;
+    assert_status(&head, "HTTP/1.1 404");
+    let (head, body) = roundtrip(&mut stream, "GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n").await;
+    assert_status(&head, "HTTP/1.1 200");
+    assert_eq!(body, "b0");
 }

@@ -5,21 +5,20 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Backend, Gateway, TIMEOUT, client, get, within};
+use support::{Backend, Gateway, GatewayToml, TIMEOUT, client, get, toml_backends, within};
 
 async fn gateway_with_drain(backend: &Backend, drain: &str) -> Gateway {
-    Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-drain_timeout = "{drain}"
-routes = [{{ pool = "web" }}]
-[pools.web]
-backends = ["{}"]
-"#,
-        backend.addr
-    ))
-    .await
+    GatewayToml::web(toml_backends(&[backend]))
+        .top(&format!(r#"drain_timeout = "{drain}""#))
+        .start()
+        .await
+}
+
+/// Waits up to `limit` for the gateway to exit, and asserts it exited 0.
+async fn assert_exits_cleanly(gateway: &mut Gateway, limit: Duration) {
+    let status = gateway.wait_exit(limit).await;
+    let status = status.unwrap_or_else(|| panic!("still running; stderr:\n{}", gateway.stderr()));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", gateway.stderr());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,9 +65,7 @@ async fn sigterm_drains_in_flight_requests() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "b0");
 
-    let status = gateway.wait_exit(Duration::from_secs(5)).await;
-    let status = status.unwrap_or_else(|| panic!("still running; stderr:\n{}", gateway.stderr()));
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", gateway.stderr());
+    assert_exits_cleanly(&mut gateway, Duration::from_secs(5)).await;
     // It waited for the request (1 s) but not for the whole drain timeout (5 s).
     let took = signalled.elapsed();
     assert!(took < Duration::from_secs(4), "exit {took:?} after SIGTERM");
@@ -92,10 +89,8 @@ async fn drain_timeout_bounds_the_shutdown() {
     let signalled = Instant::now();
     gateway.terminate();
 
-    let status = gateway.wait_exit(Duration::from_secs(3)).await;
+    assert_exits_cleanly(&mut gateway, Duration::from_secs(3)).await;
     let took = signalled.elapsed();
-    let status = status.unwrap_or_else(|| panic!("still running; stderr:\n{}", gateway.stderr()));
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", gateway.stderr());
     assert!(
         took < Duration::from_millis(1500),
         "exited {took:?} after SIGTERM with a 300ms drain timeout"
@@ -118,9 +113,7 @@ async fn sigterm_when_idle_exits_at_once() {
     assert_eq!(get(&client, &gateway.url("/")).await.status, 200);
     let signalled = Instant::now();
     gateway.terminate();
-    let status = gateway.wait_exit(Duration::from_secs(5)).await;
-    let status = status.unwrap_or_else(|| panic!("still running; stderr:\n{}", gateway.stderr()));
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", gateway.stderr());
+    assert_exits_cleanly(&mut gateway, Duration::from_secs(5)).await;
     assert!(
         signalled.elapsed() < Duration::from_secs(2),
         "exit {:?} after SIGTERM",

@@ -6,27 +6,17 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Backend, Gateway, connect, head_header, read_body, read_head, within};
+use support::{
+    Backend, Gateway, GatewayToml, assert_status, connect, head_header, parse_json, read_body,
+    read_head, request_head, roundtrip, toml_backends, within,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn gateway_with_limits(backend: &Backend, limits: &str) -> Gateway {
-    Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ pool = "web" }}]
-[limits]
-{limits}
-[pools.web]
-backends = ["{}"]
-"#,
-        backend.addr
-    ))
-    .await
-}
-
-fn status_line(head: &str) -> &str {
-    head.lines().next().unwrap_or("")
+    GatewayToml::web(toml_backends(&[backend]))
+        .table(&format!("[limits]\n{limits}"))
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,16 +29,14 @@ async fn oversized_header_gets_431() {
     // The gateway may stop reading (and reset) before all of it is written.
     let _ = stream.write_all(request.as_bytes()).await;
     let head = read_head(&mut stream).await;
-    assert!(status_line(&head).starts_with("HTTP/1.1 431"), "{head:?}");
+    assert_status(&head, "HTTP/1.1 431");
     assert_eq!(backend.hits(), 0);
 
     // A header under the limit still passes.
     let mut stream = connect(gateway.addr).await;
     let fine = "a".repeat(4 * 1024);
     let request = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {fine}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status_line(&head).starts_with("HTTP/1.1 200"), "{head:?}");
+    assert_status(&request_head(&mut stream, request).await, "HTTP/1.1 200");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,18 +44,17 @@ async fn content_length_over_limit_gets_413_without_the_backend() {
     let backend = Backend::start("b0").await;
     let gateway = gateway_with_limits(&backend, "max_body_bytes = 1024").await;
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status_line(&head).starts_with("HTTP/1.1 413"), "{head:?}");
+    let (head, body) = roundtrip(
+        &mut stream,
+        "POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+    )
+    .await;
+    assert_status(&head, "HTTP/1.1 413");
     assert_eq!(
         head_header(&head, "content-type").as_deref(),
         Some("application/json")
     );
-    let body: serde_json::Value =
-        serde_json::from_str(&read_body(&mut stream, &head).await).unwrap();
+    let body = parse_json(&body);
     assert_eq!(body["error"], "payload_too_large");
     assert_eq!(body["pool"], "web");
     assert_eq!(backend.hits(), 0, "the backend must not be asked");
@@ -89,8 +76,7 @@ async fn chunked_body_over_limit_gets_413() {
         }
     }
     let _ = stream.write_all(b"0\r\n\r\n").await;
-    let head = read_head(&mut stream).await;
-    assert!(status_line(&head).starts_with("HTTP/1.1 413"), "{head:?}");
+    assert_status(&read_head(&mut stream).await, "HTTP/1.1 413");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,10 +86,9 @@ async fn body_under_limit_passes() {
     let mut stream = connect(gateway.addr).await;
     let body = "d".repeat(1024);
     let request = format!("POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\n\r\n{body}");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status_line(&head).starts_with("HTTP/1.1 200"), "{head:?}");
-    assert_eq!(read_body(&mut stream, &head).await, "1024");
+    let (head, body) = roundtrip(&mut stream, request).await;
+    assert_status(&head, "HTTP/1.1 200");
+    assert_eq!(body, "1024");
 }
 
 /// Reads until EOF; returns how long it took and whether it was a clean EOF.
@@ -132,13 +117,9 @@ async fn idle_keep_alive_connection_is_closed() {
 
     // After a request, the kept-alive connection is closed once idle.
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(status_line(&head).starts_with("HTTP/1.1 200"), "{head:?}");
-    assert_eq!(read_body(&mut stream, &head).await, "b0");
+    let (head, body) = roundtrip(&mut stream, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_status(&head, "HTTP/1.1 200");
+    assert_eq!(body, "b0");
     let (idle, clean) = time_to_eof(&mut stream).await;
     assert!(clean, "connection reset instead of closed");
     assert!(
@@ -172,14 +153,13 @@ async fn stalled_body_gets_408() {
         .unwrap();
     let started = Instant::now();
     let head = read_head(&mut stream).await;
-    assert!(status_line(&head).starts_with("HTTP/1.1 408"), "{head:?}");
+    assert_status(&head, "HTTP/1.1 408");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "408 after {:?}",
         started.elapsed()
     );
-    let body: serde_json::Value =
-        serde_json::from_str(&read_body(&mut stream, &head).await).unwrap();
+    let body = parse_json(&read_body(&mut stream, &head).await);
     assert_eq!(body["error"], "request_timeout");
 }
 

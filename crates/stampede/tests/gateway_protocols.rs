@@ -9,10 +9,20 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Version};
 use support::{
-    Backend, Behaviour, Gateway, RepeatBody, TIMEOUT, client, connect, echoed, get, get_req,
-    h2_client, head_header, read_head, send, toml_backends, within,
+    Backend, Behaviour, Gateway, GatewayToml, HttpClient, RepeatBody, Reply, TIMEOUT,
+    assert_echoed, assert_status, client, connect, get, get_head, h2_client, head_header,
+    request_head, send, toml_backends, within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// POSTs `len` bytes to `/count` (which answers how many arrived).
+async fn post_count(client: &HttpClient, gateway: &Gateway, len: usize) -> Reply {
+    let body = Full::new(Bytes::from(vec![b'z'; len]));
+    let req = Request::post(gateway.url("/count"))
+        .body(body)
+        .expect("request");
+    send(client, req).await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_client() {
@@ -31,43 +41,25 @@ async fn http2_prior_knowledge_client() {
     let seen = reply.json();
     assert_eq!(seen["_version"], "HTTP/1.1");
     let authority = gateway.addr.to_string();
-    assert_eq!(echoed(&seen, "host"), Some(authority.clone()));
-    assert_eq!(echoed(&seen, "x-forwarded-host"), Some(authority));
+    assert_echoed(
+        &seen,
+        &[("host", &authority), ("x-forwarded-host", &authority)],
+    );
 
     // A request body over h2 arrives whole.
-    let reply = send(
-        &h2,
-        Request::post(gateway.url("/count"))
-            .body(Full::new(Bytes::from(vec![b'z'; 100_000])))
-            .unwrap(),
-    )
-    .await;
+    let reply = post_count(&h2, &gateway, 100_000).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "100000");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_to_an_h2c_backend() {
-    let backend = Backend::start_with(
-        "h2",
-        Behaviour {
-            http2: true,
-            ..Behaviour::default()
-        },
-    )
-    .await;
-    let gateway = Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ pool = "h2" }}]
-[pools.h2]
-http2 = true
-backends = {}
-"#,
-        toml_backends(&[&backend])
-    ))
-    .await;
+    let backend = Backend::start_with("h2", Behaviour::http2()).await;
+    let gateway = GatewayToml::web(toml_backends(&[&backend]))
+        .named("h2")
+        .pool("http2 = true")
+        .start()
+        .await;
     let h1 = client::<Full<Bytes>>();
     let reply = get(&h1, &gateway.url("/headers")).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -78,13 +70,7 @@ backends = {}
     );
     assert_eq!(reply.json()["_version"], "HTTP/2.0");
 
-    let reply = send(
-        &h1,
-        Request::post(gateway.url("/count"))
-            .body(Full::new(Bytes::from(vec![b'z'; 300_000])))
-            .unwrap(),
-    )
-    .await;
+    let reply = post_count(&h1, &gateway, 300_000).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.text(), "300000");
     assert_eq!(reply.header("x-version").as_deref(), Some("HTTP/2.0"));
@@ -101,19 +87,17 @@ async fn websocket_upgrade_passes_through() {
     let backend = Backend::start("b0").await;
     let gateway = Gateway::quick(&[&backend], "round-robin").await;
     let mut stream = connect(gateway.addr).await;
-    stream
-        .write_all(
-            b"GET /ws HTTP/1.1\r\n\
-              Host: chat.test\r\n\
-              Connection: Upgrade\r\n\
-              Upgrade: websocket\r\n\
-              Sec-WebSocket-Version: 13\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head:?}");
+    let head = request_head(
+        &mut stream,
+        "GET /ws HTTP/1.1\r\n\
+         Host: chat.test\r\n\
+         Connection: Upgrade\r\n\
+         Upgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert_status(&head, "HTTP/1.1 101");
     assert_eq!(
         head_header(&head, "upgrade").map(|v| v.to_ascii_lowercase()),
         Some("websocket".to_owned())
@@ -138,19 +122,10 @@ async fn websocket_upgrade_passes_through() {
 }
 
 async fn large_gateway(backend: &Backend) -> Gateway {
-    Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ pool = "web" }}]
-[limits]
-max_body_bytes = 134217728
-[pools.web]
-backends = {}
-"#,
-        toml_backends(&[backend])
-    ))
-    .await
+    GatewayToml::web(toml_backends(&[backend]))
+        .table("[limits]\nmax_body_bytes = 134217728")
+        .start()
+        .await
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -184,13 +159,7 @@ async fn large_bodies_stream_both_ways() {
     let downloader = client::<Full<Bytes>>();
     let started = Instant::now();
     let url = gateway.url(&format!("/stream?chunks={CHUNKS}&size={CHUNK}"));
-    let response = within(
-        TIMEOUT,
-        "download head",
-        downloader.request(get_req(&url).body(Full::default()).unwrap()),
-    )
-    .await
-    .unwrap();
+    let response = get_head(&downloader, &url).await;
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
     let mut received = 0usize;
@@ -216,17 +185,7 @@ async fn first_chunk_arrives_before_the_backend_finishes() {
     let backend = Backend::start("b0").await;
     let gateway = Gateway::quick(&[&backend], "round-robin").await;
     let client = client::<Full<Bytes>>();
-    let response = within(
-        TIMEOUT,
-        "response head",
-        client.request(
-            get_req(&gateway.url("/gated"))
-                .body(Full::default())
-                .unwrap(),
-        ),
-    )
-    .await
-    .unwrap();
+    let response = get_head(&client, &gateway.url("/gated")).await;
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
 

@@ -5,9 +5,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use support::{Backend, Gateway, Reply, TIMEOUT, client, get, get_req, send, unused_addr, within};
+use support::{
+    Backend, Gateway, GatewayToml, Reply, TIMEOUT, client, get, get_head, get_with, toml_backends,
+    unused_addr, within,
+};
 
 /// Checks the contract's error shape and returns the body.
 fn json_error(reply: &Reply, status: u16, code: &str) -> serde_json::Value {
@@ -41,32 +42,20 @@ async fn refused_backend_gets_502_naming_the_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_route_gets_404() {
     let backend = Backend::start("only").await;
-    let gateway = Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ host = "only.test", pool = "web" }}]
-[pools.web]
-backends = ["{}"]
-"#,
-        backend.addr
-    ))
-    .await;
+    let gateway = GatewayToml::web(toml_backends(&[&backend]))
+        .route(r#"host = "only.test""#)
+        .start()
+        .await;
     let client = client();
-    let with_host = |host: &str| {
-        get_req(&gateway.url("/x"))
-            .header("host", host)
-            .body(Full::<Bytes>::default())
-            .unwrap()
-    };
-    let reply = send(&client, with_host("other.test")).await;
+    let url = gateway.url("/x");
+    let reply = get_with(&client, &url, &[("host", "other.test")]).await;
     let body = json_error(&reply, 404, "not_found");
     assert_eq!(body.get("pool"), None, "no pool was chosen: {body}");
     assert!(reply.header("x-request-id").is_some());
     assert_eq!(backend.hits(), 0);
 
     // The route itself works, Host compared without port and case.
-    let reply = send(&client, with_host("Only.Test:8080")).await;
+    let reply = get_with(&client, &url, &[("host", "Only.Test:8080")]).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "only");
 }
@@ -118,14 +107,7 @@ backends = ["{}"]
         ("b.a.test", "/api", "api"),
     ];
     for (host, path, expected) in cases {
-        let reply = send(
-            &client,
-            get_req(&gateway.url(path))
-                .header("host", host)
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
-        .await;
+        let reply = get_with(&client, &gateway.url(path), &[("host", host)]).await;
         assert_eq!(reply.status, 200, "{host}{path}: {}", reply.text());
         assert_eq!(reply.text(), expected, "{host}{path}");
     }
@@ -134,17 +116,11 @@ backends = ["{}"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_byte_timeout_gets_504() {
     let backend = Backend::start("slow").await;
-    let gateway = Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ pool = "slow", first_byte_timeout = "200ms" }}]
-[pools.slow]
-backends = ["{}"]
-"#,
-        backend.addr
-    ))
-    .await;
+    let gateway = GatewayToml::web(toml_backends(&[&backend]))
+        .named("slow")
+        .route(r#"first_byte_timeout = "200ms""#)
+        .start()
+        .await;
     let started = Instant::now();
     let reply = get(&client(), &gateway.url("/delay/3000")).await;
     let elapsed = started.elapsed();
@@ -162,31 +138,14 @@ backends = ["{}"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn total_timeout_cuts_a_slow_stream() {
     let backend = Backend::start("b0").await;
-    let gateway = Gateway::with_config(&format!(
-        r#"
-listen = "127.0.0.1:0"
-workers = 2
-routes = [{{ pool = "web", total_timeout = "300ms" }}]
-[pools.web]
-backends = ["{}"]
-"#,
-        backend.addr
-    ))
-    .await;
+    let gateway = GatewayToml::web(toml_backends(&[&backend]))
+        .route(r#"total_timeout = "300ms""#)
+        .start()
+        .await;
     // `/gated` sends its first chunk and then waits (forever: never released).
-    let client = client::<Full<Bytes>>();
+    let client = client();
     let started = Instant::now();
-    let response = within(
-        TIMEOUT,
-        "response head",
-        client.request(
-            get_req(&gateway.url("/gated"))
-                .body(Full::default())
-                .unwrap(),
-        ),
-    )
-    .await
-    .unwrap();
+    let response = get_head(&client, &gateway.url("/gated")).await;
     assert_eq!(response.status(), 200);
     let body = within(TIMEOUT, "the cut", async {
         http_body_util::BodyExt::collect(response.into_body()).await

@@ -1,6 +1,7 @@
 //! Shared helpers of the gateway's integration tests: real backend servers
-//! in the test process, the real `stampede` binary as a child process, and a
-//! small HTTP client. Everything talks to 127.0.0.1 only.
+//! in the test process, the real `stampede` binary as a child process (and
+//! the config files it is given), a small HTTP client, and raw-TCP request
+//! and response helpers. Everything talks to 127.0.0.1 only.
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -54,6 +55,32 @@ pub(crate) struct Behaviour {
     pub(crate) hold: bool,
     /// Serve HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
     pub(crate) http2: bool,
+}
+
+impl Behaviour {
+    /// Holds every request until [`Backend::release`].
+    pub(crate) fn holding() -> Behaviour {
+        Behaviour {
+            hold: true,
+            ..Behaviour::default()
+        }
+    }
+
+    /// Sleeps `delay` before answering every request.
+    pub(crate) fn delayed(delay: Duration) -> Behaviour {
+        Behaviour {
+            delay,
+            ..Behaviour::default()
+        }
+    }
+
+    /// Serves h2c instead of HTTP/1.1.
+    pub(crate) fn http2() -> Behaviour {
+        Behaviour {
+            http2: true,
+            ..Behaviour::default()
+        }
+    }
 }
 
 /// A backend HTTP server on 127.0.0.1 that answers with its own name.
@@ -459,8 +486,111 @@ pub(crate) fn unused_addr() -> SocketAddr {
 
 /// `["127.0.0.1:1", "127.0.0.1:2"]`, for a TOML `backends` list.
 pub(crate) fn toml_backends(backends: &[&Backend]) -> String {
-    let items: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr)).collect();
+    toml_addrs(backends.iter().map(|b| b.addr))
+}
+
+/// [`toml_backends`] for bare addresses.
+pub(crate) fn toml_addrs(addrs: impl IntoIterator<Item = SocketAddr>) -> String {
+    let items: Vec<String> = addrs.into_iter().map(|a| format!("\"{a}\"")).collect();
     format!("[{}]", items.join(", "))
+}
+
+/// The TOML of a gateway with one pool, for [`Gateway::with_config`]. As
+/// [`GatewayToml::web`] makes it, it listens on 127.0.0.1:0 with two
+/// workers and routes every request to the pool `web`:
+///
+/// ```toml
+/// listen = "127.0.0.1:0"
+/// workers = 2
+/// # .top(...) lines
+/// routes = [{ pool = "web" }] # .route(...) adds keys after `pool`
+/// # .table(...) tables
+/// [pools.web]
+/// # .pool(...) lines
+/// backends = BACKENDS
+/// ```
+#[derive(Debug, Clone)]
+pub(crate) struct GatewayToml {
+    name: String,
+    workers: bool,
+    top: Vec<String>,
+    route: Vec<String>,
+    tables: Vec<String>,
+    pool: Vec<String>,
+    backends: String,
+}
+
+impl GatewayToml {
+    /// The pool `web` with `backends`, a TOML array (see [`toml_backends`]).
+    pub(crate) fn web(backends: impl Into<String>) -> GatewayToml {
+        GatewayToml {
+            name: "web".to_owned(),
+            workers: true,
+            top: Vec::new(),
+            route: Vec::new(),
+            tables: Vec::new(),
+            pool: Vec::new(),
+            backends: backends.into(),
+        }
+    }
+
+    /// Names the pool (and its route's pool) `name` instead of `web`.
+    pub(crate) fn named(mut self, name: &str) -> GatewayToml {
+        name.clone_into(&mut self.name);
+        self
+    }
+
+    /// Leaves out `workers = 2`: one worker per core.
+    pub(crate) fn default_workers(mut self) -> GatewayToml {
+        self.workers = false;
+        self
+    }
+
+    /// Adds a top-level line, such as `admin_listen = "127.0.0.1:0"`.
+    pub(crate) fn top(mut self, line: &str) -> GatewayToml {
+        self.top.push(line.to_owned());
+        self
+    }
+
+    /// Adds keys to the one route, such as `host = "shop.test"`.
+    pub(crate) fn route(mut self, keys: &str) -> GatewayToml {
+        self.route.push(keys.to_owned());
+        self
+    }
+
+    /// Adds a table before the pool's, such as `[limits]` and its lines.
+    pub(crate) fn table(mut self, toml: &str) -> GatewayToml {
+        self.tables.push(toml.to_owned());
+        self
+    }
+
+    /// Adds a line to the pool's table, such as `strategy = "random"`.
+    pub(crate) fn pool(mut self, line: &str) -> GatewayToml {
+        self.pool.push(line.to_owned());
+        self
+    }
+
+    /// The whole file.
+    pub(crate) fn render(&self) -> String {
+        let mut route = vec![format!("pool = \"{}\"", self.name)];
+        route.extend(self.route.iter().cloned());
+        let mut lines = vec![r#"listen = "127.0.0.1:0""#.to_owned()];
+        if self.workers {
+            lines.push("workers = 2".to_owned());
+        }
+        lines.extend(self.top.iter().cloned());
+        lines.push(format!("routes = [{{ {} }}]", route.join(", ")));
+        lines.extend(self.tables.iter().cloned());
+        lines.push(format!("[pools.{}]", self.name));
+        lines.extend(self.pool.iter().cloned());
+        lines.push(format!("backends = {}", self.backends));
+        lines.join("\n") + "\n"
+    }
+
+    /// Starts `stampede gateway` with this file.
+    pub(crate) async fn start(&self) -> Gateway {
+        Gateway::with_config(&self.render()).await
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -805,9 +935,31 @@ where
     .await
 }
 
+/// The client the tests use most: HTTP/1.1 ([`client`]) or h2c ([`h2_client`])
+/// with whole request bodies.
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
 /// `GET url`.
-pub(crate) async fn get(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> Reply {
-    send(client, get_req(url).body(Full::default()).expect("request")).await
+pub(crate) async fn get(client: &HttpClient, url: &str) -> Reply {
+    get_with(client, url, &[]).await
+}
+
+/// `GET url` with these request headers.
+pub(crate) async fn get_with(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = get_req(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    send(client, req.body(Full::default()).expect("request")).await
+}
+
+/// `GET url` up to the response head, within [`TIMEOUT`]; the body is left
+/// to the caller.
+pub(crate) async fn get_head(client: &HttpClient, url: &str) -> Response<Incoming> {
+    let req = get_req(url).body(Full::default()).expect("request");
+    within(TIMEOUT, "response head", client.request(req))
+        .await
+        .unwrap_or_else(|e| panic!("request to {url} failed: {e:?}"))
 }
 
 /// A request builder for `GET url`.
@@ -820,6 +972,24 @@ pub(crate) fn echoed(json: &serde_json::Value, name: &str) -> Option<String> {
     let values = json.get(name)?.as_array()?;
     let values: Vec<&str> = values.iter().filter_map(|v| v.as_str()).collect();
     Some(values.join(", "))
+}
+
+/// Asserts that a `/headers` echo shows each `(name, value)` pair.
+#[track_caller]
+pub(crate) fn assert_echoed(json: &serde_json::Value, expected: &[(&str, &str)]) {
+    for (name, value) in expected {
+        assert_eq!(
+            echoed(json, name).as_deref(),
+            Some(*value),
+            "header {name} as the backend saw it: {json}"
+        );
+    }
+}
+
+/// Parses `text` as JSON, panicking with the text if it is not.
+#[track_caller]
+pub(crate) fn parse_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -870,4 +1040,46 @@ pub(crate) async fn read_body(stream: &mut TcpStream, head: &str) -> String {
         .await
         .expect("read body");
     String::from_utf8_lossy(&body).into_owned()
+}
+
+/// Reads a response with a Content-Length body: `(head, body)`.
+pub(crate) async fn read_response(stream: &mut TcpStream) -> (String, String) {
+    let head = read_head(stream).await;
+    let body = read_body(stream, &head).await;
+    (head, body)
+}
+
+/// Writes `request` and reads the response head.
+pub(crate) async fn request_head(stream: &mut TcpStream, request: impl AsRef<[u8]>) -> String {
+    stream
+        .write_all(request.as_ref())
+        .await
+        .expect("write a request");
+    read_head(stream).await
+}
+
+/// Writes `request` and reads a response with a Content-Length body:
+/// `(head, body)`.
+pub(crate) async fn roundtrip(
+    stream: &mut TcpStream,
+    request: impl AsRef<[u8]>,
+) -> (String, String) {
+    let head = request_head(stream, request).await;
+    let body = read_body(stream, &head).await;
+    (head, body)
+}
+
+/// The first line of a raw response head.
+pub(crate) fn status_line(head: &str) -> &str {
+    head.lines().next().unwrap_or("")
+}
+
+/// Asserts that a raw response head's status line starts with `expected`,
+/// such as `HTTP/1.1 200`.
+#[track_caller]
+pub(crate) fn assert_status(head: &str, expected: &str) {
+    assert!(
+        status_line(head).starts_with(expected),
+        "expected {expected:?}, got {head:?}"
+    );
 }
