@@ -242,4 +242,75 @@ mod tests {
             "X-Kept: yes\r\nContent-Length: 3\r\n"
         );
     }
+
+    /// A field name from a mix of ordinary, hop-by-hop and replaced names,
+    /// in random case.
+    fn field_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let names = prop::sample::select(vec![
+            "x-app",
+            "x-user",
+            "cookie",
+            "accept",
+            "connection",
+            "keep-alive",
+            "upgrade",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "x-forwarded-for",
+            "forwarded",
+            "x-request-id",
+            "x-real-ip",
+            "content-type",
+        ]);
+        (names, any::<u64>()).prop_map(|(name, case)| {
+            name.chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if case >> (i % 64) & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends, the forwarded head keeps exactly the
+        /// end-to-end fields, in order: never a hop-by-hop one, one the
+        /// `Connection` field names, or one the gateway sets itself.
+        #[test]
+        fn only_end_to_end_fields_cross(
+            fields in proptest::collection::vec(
+                (field_name(), "[a-z0-9 ,-]{0,12}"),
+                0..12,
+            ),
+        ) {
+            let raw: String = fields.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+            let out = with_fields(&raw, |f| {
+                let mut out = Vec::new();
+                write_fields(&mut out, f, false, &REQUEST_REPLACED);
+                String::from_utf8(out).unwrap()
+            });
+            let named: Vec<String> = fields
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+                .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+                .collect();
+            let expected: String = fields
+                .iter()
+                .filter(|(n, v)| {
+                    let lower = n.to_ascii_lowercase();
+                    !is_hop_by_hop(n, v.trim().as_bytes())
+                        && !named.contains(&lower)
+                        && !REQUEST_REPLACED.contains(&lower.as_str())
+                })
+                .map(|(n, v)| format!("{n}: {}\r\n", v.trim()))
+                .collect();
+            proptest::prop_assert_eq!(out, expected);
+        }
+    }
 }
