@@ -32,6 +32,10 @@ use crate::config::{Config, Limits};
 use crate::proxy::Proxy;
 use crate::{admin, connection};
 
+/// How often a worker closes backend connections idle past their pool's
+/// `idle_timeout`.
+const PRUNE_IDLE_EVERY: Duration = Duration::from_secs(5);
+
 /// Backlog of each listening socket; nginx's default on Linux is 511.
 const BACKLOG: i32 = 1024;
 
@@ -169,6 +173,17 @@ fn worker(
             builder: connection_builder(limits),
             idle_timeout: limits.idle_timeout,
         });
+        let prune = tokio::spawn({
+            let context = Arc::clone(&context);
+            async move {
+                let mut tick = tokio::time::interval(PRUNE_IDLE_EVERY);
+                loop {
+                    tick.tick().await;
+                    let timeouts = context.proxy.shared.pools.iter().map(|p| p.idle_timeout);
+                    context.proxy.idle.prune(timeouts);
+                }
+            }
+        });
         // Every connection holds a sender; when the last one is dropped the
         // receiver yields `None`: all connections are done (mini-redis's
         // shutdown pattern).
@@ -185,6 +200,7 @@ fn worker(
         })
         .await;
         drop(listener);
+        prune.abort();
         drop(drain_tx);
         let drain = shared.config.drain_timeout;
         if tokio::time::timeout(drain, drained.recv()).await.is_err() {

@@ -79,18 +79,89 @@ impl IdleConnections {
         max_idle: Duration,
     ) {
         if let Ok(mut parked) = self.slots[pool][backend].lock() {
-            while parked
-                .front()
-                .is_some_and(|p| p.since.elapsed() >= max_idle)
-            {
-                parked.pop_front();
-            }
+            let now = Instant::now();
+            drop_expired(&mut parked, now, max_idle);
             if parked.len() < max {
                 parked.push_back(Parked {
                     upstream,
-                    since: Instant::now(),
+                    since: now,
                 });
             }
         }
+    }
+
+    /// Closes the connections idle longer than their pool's timeout (given
+    /// per pool, in order). Run periodically: after a burst, nothing else
+    /// would visit the connections it left parked, and their backends would
+    /// close them into half-closed sockets that linger.
+    pub(crate) fn prune(&self, idle_timeouts: impl Iterator<Item = Duration>) {
+        let now = Instant::now();
+        for (slots, max_idle) in self.slots.iter().zip(idle_timeouts) {
+            for slot in slots {
+                if let Ok(mut parked) = slot.lock() {
+                    drop_expired(&mut parked, now, max_idle);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn parked(&self, (pool, backend): (usize, usize)) -> usize {
+        self.slots[pool][backend].lock().map_or(0, |p| p.len())
+    }
+}
+
+/// Drops the oldest parked connections while they are older than `max_idle`.
+fn drop_expired(parked: &mut VecDeque<Parked>, now: Instant, max_idle: Duration) {
+    while parked
+        .front()
+        .is_some_and(|p| now.saturating_duration_since(p.since) >= max_idle)
+    {
+        parked.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn upstream() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        Upstream {
+            stream,
+            buf: BytesMut::new(),
+            reused: false,
+            _open: GaugeGuard::new(metrics::Gauge::noop()),
+        }
+    }
+
+    #[tokio::test]
+    async fn newest_first_and_marked_reused() {
+        let idle = IdleConnections::new([2].into_iter());
+        let (first, second) = (upstream().await, upstream().await);
+        let second_port = second.stream.local_addr().unwrap().port();
+        let long = Duration::from_secs(60);
+        idle.put((0, 1), first, 8, long);
+        idle.put((0, 1), second, 8, long);
+        let taken = idle.take((0, 1), Instant::now(), long).unwrap();
+        assert!(taken.reused);
+        assert_eq!(taken.stream.local_addr().unwrap().port(), second_port);
+        assert!(idle.take((0, 0), Instant::now(), long).is_none());
+    }
+
+    #[tokio::test]
+    async fn full_slots_refuse_and_pruning_closes_expired() {
+        let idle = IdleConnections::new([1, 1].into_iter());
+        let long = Duration::from_secs(60);
+        idle.put((0, 0), upstream().await, 1, long);
+        idle.put((0, 0), upstream().await, 1, long);
+        assert_eq!(idle.parked((0, 0)), 1, "max parked per backend");
+        idle.put((1, 0), upstream().await, 1, long);
+        idle.prune([long, Duration::ZERO].into_iter());
+        assert_eq!(idle.parked((0, 0)), 1, "within its pool's timeout");
+        assert_eq!(idle.parked((1, 0)), 0, "past its pool's timeout");
     }
 }
