@@ -12,14 +12,18 @@
 //!
 //! - [`config`]: the TOML file and quick flags, validated into a [`Config`].
 //! - `server`: listeners, worker threads, graceful shutdown ([`Gateway`]).
-//! - `connection`: one client connection: first byte, idle timeout, drain.
-//! - `proxy`: one request's journey from client to backend and back.
+//! - `connection`: one client connection, from the fast path to hyper, drain.
+//! - `h1`: the HTTP/1.1 fast path that carries nearly all traffic: heads
+//!   parsed in place, bodies relayed unchanged, per-worker idle backend
+//!   connections.
+//! - `proxy`: the same journey through hyper, for HTTP/2, upgrades and the
+//!   rest; `upstream` holds its pooled client.
+//! - `fields`: one read-only header view for both paths.
 //! - `route`: Host and path-prefix routing to pools.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live
 //!   in the `stampede-balance` crate).
 //! - `forwarded`: client address, `X-Forwarded-*`/`Forwarded`, hop-by-hop headers.
 //! - `body`: streaming bodies with their limits and deadlines.
-//! - `upstream`: pooled connections to backends.
 //! - `upgrade`: WebSocket pass-through.
 //! - `admin`, [`telemetry`]: the admin listener and the metrics it serves.
 

@@ -1,5 +1,8 @@
-//! The reverse proxy: one client request in, one backend request out, and
-//! the backend's response streamed back.
+//! The reverse proxy through hyper: one client request in, one backend
+//! request out, and the backend's response streamed back. It serves what
+//! the HTTP/1.1 fast path (`h1`) hands over: HTTP/2, upgrades, HTTP/1.0,
+//! `Expect`, and pools that speak HTTP/2 to their backends. The worker's
+//! state (routing, idle connections for `h1`) lives here too.
 //!
 //! The path of a request, in order:
 //! 1. keep or create its `X-Request-Id`;
