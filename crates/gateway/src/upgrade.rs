@@ -8,16 +8,12 @@ use http::header::{self, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::fields::Fields;
+
 /// Whether the client asks to switch protocols (`Connection: upgrade` and an
 /// `Upgrade` header).
 pub(crate) fn requested(headers: &HeaderMap) -> bool {
-    let connection_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade && headers.contains_key(header::UPGRADE)
+    headers.has_token("connection", "upgrade") && headers.contains_key(header::UPGRADE)
 }
 
 /// Puts back the two hop-by-hop headers an upgrade needs, which the general
