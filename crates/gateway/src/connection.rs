@@ -41,12 +41,12 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     context: Arc<Context>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     _drain: mpsc::Sender<()>,
 ) {
     let _open = GaugeGuard::new(metrics::gauge!(CLIENT_CONNECTIONS));
     let peer = Arc::new(context.proxy.peer(peer));
-    if let Ended::Handoff(io) = h1::serve(stream, &peer, &context.proxy, &mut stop).await {
+    if let Ended::Handoff(io) = h1::serve(stream, &peer, &context.proxy, &stop).await {
         serve_with_hyper(io, peer, &context, stop).await;
     }
 }

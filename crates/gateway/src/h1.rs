@@ -32,6 +32,8 @@
 //! `400` rather than guessed, which closes the request-smuggling gap a proxy
 //! and a backend that disagree on body boundaries would open.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,12 +88,16 @@ pub(crate) async fn serve(
     mut client: TcpStream,
     peer: &Peer,
     proxy: &Proxy,
-    stop: &mut watch::Receiver<bool>,
+    stop: &watch::Receiver<bool>,
 ) -> Ended {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(1024);
     let mut timer = Timer::new();
     let mut forwarding = ForwardingCache::default();
+    let mut last_active = Instant::now();
+    // One wait for the gateway's stop for the whole connection: a wait per
+    // request would register with the channel's notifier every time.
+    let mut stopping: Stopping = Box::pin(wait_for_stop(stop.clone()));
     loop {
         let mut exchange = Exchanging {
             client: &mut client,
@@ -99,15 +105,23 @@ pub(crate) async fn serve(
             out: &mut out,
             timer: &mut timer,
             forwarding: &mut forwarding,
+            last_active: &mut last_active,
             peer,
             proxy,
         };
-        match exchange.run(stop).await {
+        match exchange.run(&mut stopping, stop).await {
             Next::Continue => {}
             Next::Close => return Ended::Closed,
             Next::Handoff => return Ended::Handoff(Prefixed::new(buf, client)),
         }
     }
+}
+
+/// Completes when the gateway starts to shut down (or is gone).
+type Stopping = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// One request and its response.
@@ -117,6 +131,9 @@ struct Exchanging<'a> {
     out: &'a mut Vec<u8>,
     timer: &'a mut Timer,
     forwarding: &'a mut ForwardingCache,
+    /// When the connection's last exchange ended: the idle timeout counts
+    /// from here.
+    last_active: &'a mut Instant,
     peer: &'a Peer,
     proxy: &'a Proxy,
 }
@@ -147,12 +164,12 @@ enum Parsed {
 }
 
 impl Exchanging<'_> {
-    async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> Next {
+    async fn run(&mut self, stopping: &mut Stopping, stop: &watch::Receiver<bool>) -> Next {
         let limits = &self.proxy.shared.config.limits;
         // Like hyper's header timeout: the whole head must arrive within
-        // the idle timeout, which also bounds keep-alive idleness.
-        // Read the clock only when there is something to wait for.
-        let mut head_deadline = None;
+        // the idle timeout of the last exchange's end, which also bounds
+        // keep-alive idleness.
+        let head_deadline = tokio::time::Instant::from_std(*self.last_active) + limits.idle_timeout;
         let parsed = loop {
             if self.buf.starts_with(b"PRI * HTTP/2") {
                 return Next::Handoff;
@@ -181,14 +198,12 @@ impl Exchanging<'_> {
                     break self.refuse_head(GatewayError::HeadTooLarge);
                 }
             }
-            let deadline = *head_deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + limits.idle_timeout);
             tokio::select! {
-                read = self.timer.run(deadline, read_some(self.client, self.buf)) => match read {
+                read = self.timer.run(head_deadline, read_some(self.client, self.buf)) => match read {
                     Some(Ok(n)) if n > 0 => {}
                     _ => return Next::Close,
                 },
-                _ = stop.wait_for(|stop| *stop) => return Next::Close,
+                () = stopping.as_mut() => return Next::Close,
             }
         };
         let started = Instant::now();
@@ -298,7 +313,7 @@ impl Exchanging<'_> {
         &mut self,
         req: Prepared,
         started: Instant,
-        stop: &mut watch::Receiver<bool>,
+        stop: &watch::Receiver<bool>,
     ) -> Next {
         let shared = Arc::clone(&self.proxy.shared);
         let route = &shared.router.routes()[req.route];
@@ -395,7 +410,7 @@ impl Exchanging<'_> {
             }
         };
 
-        let _exchange = Exchange::new(
+        let exchange = Exchange::new(
             Arc::clone(metrics),
             response_head.status,
             started,
@@ -417,14 +432,18 @@ impl Exchanging<'_> {
             response_body,
         )
         .await;
+        let end = Instant::now();
+        exchange.finish(end);
+        *self.last_active = end;
         if relayed.is_err() {
             // Mid-body: the status line is out, nothing more can be said.
             return Next::Close;
         }
         if response_head.reusable {
+            let parking = (end, pool.idle_timeout);
             self.proxy
                 .idle
-                .put(slot, upstream, pool.max_idle_per_backend, pool.idle_timeout);
+                .put(slot, upstream, pool.max_idle_per_backend, parking);
         }
         if response_head.client_keeps && !*stop.borrow() {
             Next::Continue
@@ -560,9 +579,11 @@ impl Exchanging<'_> {
         let status = refusal.error.status();
         let pool = refusal.counted_in.as_ref().map(|(pool, _)| &**pool);
         let body = refusal.error.body(pool);
-        let _exchange = refusal
-            .counted_in
-            .map(|(_, metrics)| Exchange::new(metrics, status.as_u16(), started, None));
+        let end = Instant::now();
+        if let Some((_, metrics)) = refusal.counted_in {
+            Exchange::new(metrics, status.as_u16(), started, None).finish(end);
+        }
+        *self.last_active = end;
         let out = &mut *self.out;
         out.clear();
         write_status_line(

@@ -69,17 +69,17 @@ impl IdleConnections {
         None
     }
 
-    /// Parks a connection whose last response was read completely, unless
-    /// `max` are already parked; drops those idle longer than `max_idle`.
+    /// Parks, at `now`, a connection whose last response was read
+    /// completely, unless `max` are already parked; drops those idle longer
+    /// than `max_idle`.
     pub(crate) fn put(
         &self,
         (pool, backend): (usize, usize),
         upstream: Upstream,
         max: usize,
-        max_idle: Duration,
+        (now, max_idle): (Instant, Duration),
     ) {
         if let Ok(mut parked) = self.slots[pool][backend].lock() {
-            let now = Instant::now();
             drop_expired(&mut parked, now, max_idle);
             if parked.len() < max {
                 parked.push_back(Parked {
@@ -144,8 +144,8 @@ mod tests {
         let (first, second) = (upstream().await, upstream().await);
         let second_port = second.stream.local_addr().unwrap().port();
         let long = Duration::from_secs(60);
-        idle.put((0, 1), first, 8, long);
-        idle.put((0, 1), second, 8, long);
+        idle.put((0, 1), first, 8, (Instant::now(), long));
+        idle.put((0, 1), second, 8, (Instant::now(), long));
         let taken = idle.take((0, 1), Instant::now(), long).unwrap();
         assert!(taken.reused);
         assert_eq!(taken.stream.local_addr().unwrap().port(), second_port);
@@ -156,10 +156,10 @@ mod tests {
     async fn full_slots_refuse_and_pruning_closes_expired() {
         let idle = IdleConnections::new([1, 1].into_iter());
         let long = Duration::from_secs(60);
-        idle.put((0, 0), upstream().await, 1, long);
-        idle.put((0, 0), upstream().await, 1, long);
+        idle.put((0, 0), upstream().await, 1, (Instant::now(), long));
+        idle.put((0, 0), upstream().await, 1, (Instant::now(), long));
         assert_eq!(idle.parked((0, 0)), 1, "max parked per backend");
-        idle.put((1, 0), upstream().await, 1, long);
+        idle.put((1, 0), upstream().await, 1, (Instant::now(), long));
         idle.prune([long, Duration::ZERO].into_iter());
         assert_eq!(idle.parked((0, 0)), 1, "within its pool's timeout");
         assert_eq!(idle.parked((1, 0)), 0, "past its pool's timeout");
