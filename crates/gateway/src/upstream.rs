@@ -88,6 +88,11 @@ impl tower::Service<Uri> for CountingConnector {
 type Stream = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
 
 /// A backend connection counted in its backend's gauge until dropped.
+///
+/// It delegates hyper's IO traits by hand, as `h1::Prefixed` delegates
+/// tokio's: hyper-util's `Connection` must be implemented on the type the
+/// connector returns, and the orphan rule forbids implementing it for
+/// `TokioIo<_>` of a local wrapper, so the two cannot share one type.
 #[derive(Debug)]
 pub(crate) struct Counted {
     stream: Stream,
