@@ -39,6 +39,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use http::HeaderValue;
+use stampede_balance::Backend;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -46,9 +47,9 @@ use crate::body::Exchange;
 use crate::error::GatewayError;
 use crate::fields::Fields;
 use crate::forwarded::{ForwardingCache, Peer};
-use crate::pool::{Choice, Pool};
+use crate::pool::Choice;
 use crate::proxy::{Proxy, request_id};
-use crate::route::host_without_port;
+use crate::route::{Route, host_without_port};
 use crate::telemetry::RequestMetrics;
 
 mod chunked;
@@ -316,39 +317,88 @@ impl Exchanging<'_> {
         stop: &watch::Receiver<bool>,
     ) -> Next {
         let shared = Arc::clone(&self.proxy.shared);
-        let route = &shared.router.routes()[req.route];
-        let pool = &route.pool;
-        let slot = (pool.index, req.choice.index);
-        let backend = &pool.backends[req.choice.index];
-        let metrics = &pool.metrics[req.choice.index].requests;
-        let limits = &shared.config.limits;
-        let deadline = route
-            .total_timeout
-            .map(|t| tokio::time::Instant::from_std(started) + t);
-        // Before the request body is relayed the connection cannot go on
-        // (its body is unread); after it, it can.
-        let has_body = req.framing != Framing::Empty;
-        let fail = |error, close| Refusal {
-            error,
-            counted_in: Some((Arc::clone(&pool.name), Arc::clone(metrics))),
-            request_id: req.request_id.clone(),
-            close,
+        let target = Target::new(&shared.router.routes()[req.route], &req, started);
+        let in_flight = target.backend.start();
+        let (mut upstream, response_head) = match self.send(&req, &target, started, stop).await {
+            Ok(answered) => answered,
+            Err(next) => return next,
         };
-        let in_flight = backend.start();
+        let exchange = Exchange::new(
+            Arc::clone(target.metrics),
+            response_head.status,
+            started,
+            Some(in_flight),
+        );
+        let response_body = BodyLimits {
+            max: u64::MAX,
+            // Like nginx's proxy_read_timeout: the longest silence between
+            // two reads from the backend.
+            stall: Some(target.route.first_byte_timeout),
+            deadline: target.deadline,
+        };
+        let relayed = relay(
+            self.out,
+            &mut upstream.stream,
+            &mut upstream.buf,
+            self.client,
+            response_head.framing,
+            response_body,
+        )
+        .await;
+        let end = Instant::now();
+        exchange.finish(end);
+        *self.last_active = end;
+        if relayed.is_err() {
+            // Mid-body: the status line is out, nothing more can be said.
+            return Next::Close;
+        }
+        if response_head.reusable {
+            let pool = &target.route.pool;
+            let parking = (end, pool.idle_timeout);
+            self.proxy
+                .idle
+                .put(target.slot, upstream, pool.max_idle_per_backend, parking);
+        }
+        if response_head.client_keeps && !*stop.borrow() {
+            Next::Continue
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Sends the request (head, then body) to the chosen backend and reads
+    /// its response head. When that fails, the client has been answered and
+    /// `Err` says what the connection does next.
+    ///
+    /// A reused connection the backend closed meanwhile fails before any
+    /// byte of the answer; a request without a body is then sent once more
+    /// on a fresh connection, as nothing of it can have been processed.
+    async fn send(
+        &mut self,
+        req: &Prepared,
+        target: &Target<'_>,
+        started: Instant,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(Upstream, ResponseHead), Next> {
+        let limits = &self.proxy.shared.config.limits;
         let request_body = BodyLimits {
             max: limits.max_body_bytes,
             stall: Some(limits.body_timeout),
-            deadline,
+            deadline: target.deadline,
         };
-        // A reused connection the backend closed meanwhile fails before any
-        // byte of the answer; a request without a body is then sent again on
-        // a fresh connection, as nothing of it can have been processed.
+        let backend = target.backend.addr;
+        // Before the request body is relayed the connection cannot go on
+        // (its body is unread); after it, it can.
+        let has_body = req.framing != Framing::Empty;
         let mut fresh_only = false;
-        let (mut upstream, response_head) = loop {
+        loop {
             let reuse_at = (!fresh_only).then_some(started);
-            let mut upstream = match self.connect(pool, slot, route, reuse_at).await {
+            let mut upstream = match self.connect(target, reuse_at).await {
                 Ok(upstream) => upstream,
-                Err(error) => return self.answer(fail(error, has_body), started).await,
+                Err(error) => {
+                    let refusal = target.refusal(req, error, has_body);
+                    return Err(self.answer(refusal, started).await);
+                }
             };
             let replayable = req.framing == Framing::Empty && upstream.reused;
             let head_len = self.out.len();
@@ -369,86 +419,43 @@ impl Exchanging<'_> {
                     continue;
                 }
                 Err(error) => {
-                    return self
-                        .request_failed(error, backend.addr, fail, started)
-                        .await;
+                    let fail = |error, close| target.refusal(req, error, close);
+                    return Err(self.request_failed(error, backend, fail, started).await);
                 }
             }
             let sent_at = Instant::now();
-            let first_byte = tokio::time::Instant::from_std(sent_at) + route.first_byte_timeout;
-            let first_byte = deadline.map_or(first_byte, |d| d.min(first_byte));
+            let first_byte =
+                tokio::time::Instant::from_std(sent_at) + target.route.first_byte_timeout;
+            let first_byte = target.deadline.map_or(first_byte, |d| d.min(first_byte));
             let answering = Answering {
                 to_head: req.to_head,
                 request_id: &req.request_id,
                 set_cookie: req.choice.set_cookie.as_ref(),
                 client_keeps: req.keep_alive && !*stop.borrow(),
             };
-            match self
+            let error = match self
                 .await_response(&mut upstream, first_byte, &answering)
                 .await
             {
                 Ok(head) => {
                     let now = Instant::now();
-                    backend.load.observe_latency_at(now - sent_at, now);
-                    break (upstream, head);
+                    target.backend.load.observe_latency_at(now - sent_at, now);
+                    return Ok((upstream, head));
                 }
                 Err(AwaitError::Stale) if replayable => {
                     self.out.truncate(head_len);
                     fresh_only = true;
+                    continue;
                 }
-                Err(AwaitError::Stale) => {
-                    let error = GatewayError::Upstream {
-                        backend: backend.addr,
-                        reason: "connection closed before a response".into(),
-                    };
-                    return self.answer(fail(error, false), started).await;
-                }
-                Err(AwaitError::ClientGone) => return Next::Close,
-                Err(AwaitError::Failed(error)) => {
-                    return self.answer(fail(error, false), started).await;
-                }
-            }
-        };
-
-        let exchange = Exchange::new(
-            Arc::clone(metrics),
-            response_head.status,
-            started,
-            Some(in_flight),
-        );
-        let response_body = BodyLimits {
-            max: u64::MAX,
-            // Like nginx's proxy_read_timeout: the longest silence between
-            // two reads from the backend.
-            stall: Some(route.first_byte_timeout),
-            deadline,
-        };
-        let relayed = relay(
-            self.out,
-            &mut upstream.stream,
-            &mut upstream.buf,
-            self.client,
-            response_head.framing,
-            response_body,
-        )
-        .await;
-        let end = Instant::now();
-        exchange.finish(end);
-        *self.last_active = end;
-        if relayed.is_err() {
-            // Mid-body: the status line is out, nothing more can be said.
-            return Next::Close;
-        }
-        if response_head.reusable {
-            let parking = (end, pool.idle_timeout);
-            self.proxy
-                .idle
-                .put(slot, upstream, pool.max_idle_per_backend, parking);
-        }
-        if response_head.client_keeps && !*stop.borrow() {
-            Next::Continue
-        } else {
-            Next::Close
+                Err(AwaitError::ClientGone) => return Err(Next::Close),
+                Err(AwaitError::Stale) => GatewayError::Upstream {
+                    backend,
+                    reason: "connection closed before a response".into(),
+                },
+                Err(AwaitError::Failed(error)) => error,
+            };
+            let refusal = target.refusal(req, error, false);
+            return Err(self.answer(refusal, started).await);
         }
     }
 
@@ -456,11 +463,10 @@ impl Exchanging<'_> {
     /// the current time, is given), or opens one.
     async fn connect(
         &self,
-        pool: &Pool,
-        slot: (usize, usize),
-        route: &crate::route::Route,
+        target: &Target<'_>,
         reuse_at: Option<Instant>,
     ) -> Result<Upstream, GatewayError> {
+        let (pool, route, slot) = (&target.route.pool, target.route, target.slot);
         if let Some(now) = reuse_at {
             if let Some(upstream) = self.proxy.idle.take(slot, now, pool.idle_timeout) {
                 return Ok(upstream);
@@ -603,6 +609,41 @@ impl Exchanging<'_> {
             return Next::Close;
         }
         Next::Continue
+    }
+}
+
+/// Where a prepared request goes: its route, pool slot and backend, and
+/// the exchange's overall deadline.
+struct Target<'r> {
+    route: &'r Route,
+    slot: (usize, usize),
+    backend: &'r Arc<Backend>,
+    metrics: &'r Arc<RequestMetrics>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl<'r> Target<'r> {
+    fn new(route: &'r Route, req: &Prepared, started: Instant) -> Self {
+        let pool = &route.pool;
+        Self {
+            route,
+            slot: (pool.index, req.choice.index),
+            backend: &pool.backends[req.choice.index],
+            metrics: &pool.metrics[req.choice.index].requests,
+            deadline: route
+                .total_timeout
+                .map(|t| tokio::time::Instant::from_std(started) + t),
+        }
+    }
+
+    /// The gateway's own answer to `req`, counted under this backend.
+    fn refusal(&self, req: &Prepared, error: GatewayError, close: bool) -> Refusal {
+        Refusal {
+            error,
+            counted_in: Some((Arc::clone(&self.route.pool.name), Arc::clone(self.metrics))),
+            request_id: req.request_id.clone(),
+            close,
+        }
     }
 }
 
