@@ -1,0 +1,241 @@
+//! The [`Db`] handle: one sqlx pool over SQLite or PostgreSQL, and the few
+//! places where the two engines must be told apart.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+use crate::StoreError;
+
+/// Which engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite in WAL mode: one writer at a time for the whole file, so a
+    /// write transaction takes the write lock when it begins.
+    Sqlite,
+    /// PostgreSQL: writers lock rows, so a hot row is locked explicitly.
+    Postgres,
+}
+
+impl Dialect {
+    /// How to lock the rows a `SELECT` reads until the transaction ends.
+    /// SQLite needs nothing: its write transaction already excludes every
+    /// other writer.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            // NO KEY: the lock still excludes every other writer of the
+            // row, but not the foreign-key checks of inserted orders.
+            Self::Postgres => " FOR NO KEY UPDATE",
+        }
+    }
+
+    fn from_url(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err(StoreError::Url(format!(
+                "unsupported database URL `{}`: use sqlite://PATH (the embedded default) or postgres://USER@HOST/DB",
+                redact(url)
+            ))),
+        }
+    }
+}
+
+/// Pool settings; the defaults suit one shop node.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Connections this process may open.
+    pub max_connections: u32,
+    /// How long a query waits for a free connection (or for a dead server)
+    /// before the caller gets [`StoreError::Unavailable`] and answers `503`.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A pool of connections to the store, shared by every task of a process.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Db {
+    /// Opens a pool on `url`. Connections are made lazily, so a node can
+    /// start (and answer `503`) while its store is still down.
+    ///
+    /// SQLite URLs create the file if it is missing (its folder must exist);
+    /// every SQLite connection uses WAL, `synchronous=FULL` (a commit is on
+    /// disk before it returns, which is what makes a `201` durable) and waits
+    /// up to five seconds for another process's write lock.
+    pub fn connect_lazy(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
+        let dialect = Dialect::from_url(url)?;
+        install_default_drivers();
+        let url = match dialect {
+            Dialect::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let mut pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout);
+        if dialect == Dialect::Sqlite {
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000")
+                        .await
+                        .map(drop)
+                })
+            });
+        }
+        let pool = pool
+            .connect_lazy(&url)
+            .map_err(|e| StoreError::Url(format!("bad database URL `{}`: {e}", redact(&url))))?;
+        Ok(Self { pool, dialect })
+    }
+
+    /// The engine behind this handle.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The pool, for queries that need no transaction.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write
+    /// lock at once (`BEGIN IMMEDIATE`): a transaction that read first and
+    /// asked for the lock later could fail with `SQLITE_BUSY` instead of
+    /// waiting, whenever another process wrote in between.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    /// Begins a read-only transaction in which every query sees the same
+    /// snapshot (PostgreSQL's default isolation would give each statement
+    /// its own; a SQLite read transaction is a snapshot already).
+    pub async fn begin_snapshot(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin().await?,
+            Dialect::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        };
+        Ok(tx)
+    }
+
+    /// True while the store answers a trivial query within a second; it
+    /// touches no table, so readiness probes never contend with sales.
+    pub async fn is_reachable(&self) -> bool {
+        let ping = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), ping).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Closes every connection; pending queries finish first.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `($1, $2), ($3, $4)`: placeholders for a multi-row `VALUES` or `IN`
+/// list of `rows` tuples of `columns` each, numbered from `$first`.
+pub fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            let n = first + row * columns + column;
+            out.push('$');
+            out.push_str(&n.to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch: how every time is stored.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The URL without its password, for messages and logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let userinfo = &url[start + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..start + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialect_follows_the_scheme() {
+        assert_eq!(
+            Dialect::from_url("sqlite://x.db").ok(),
+            Some(Dialect::Sqlite)
+        );
+        assert_eq!(
+            Dialect::from_url("postgres://u@h/d").ok(),
+            Some(Dialect::Postgres)
+        );
+        assert_eq!(
+            Dialect::from_url("postgresql://u@h/d").ok(),
+            Some(Dialect::Postgres)
+        );
+        let error = Dialect::from_url("mysql://u:secret@h/d")
+            .err()
+            .map(|e| e.to_string());
+        let error = error.unwrap_or_default();
+        assert!(error.contains("unsupported database URL"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(placeholders(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 1, 4), "($4)");
+        assert_eq!(placeholders(0, 2, 1), "");
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://u:pw@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

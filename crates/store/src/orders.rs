@@ -1,0 +1,252 @@
+//! Orders after they are made: reading them, paying and cancelling, and the
+//! idempotency keys that remember their `201`s. Making them (the hot path)
+//! is the `stampede-inventory` crate's job.
+
+use std::fmt;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Db, StoreError, now_ms};
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    /// Stock is held for the user until `expires_at`.
+    Reserved,
+    /// The user asked to pay; the payment job runs.
+    Paying,
+    /// The payment went through.
+    Paid,
+    /// The order is confirmed; final.
+    Confirmed,
+    /// Not paid in time; its stock returned. Final.
+    Expired,
+    /// Cancelled by the user; its stock returned. Final.
+    Cancelled,
+    /// The payment failed; its stock returned. Final.
+    PaymentFailed,
+}
+
+impl OrderStatus {
+    /// Every status, in the order of the contract's stats entry.
+    pub const ALL: [Self; 7] = [
+        Self::Reserved,
+        Self::Paying,
+        Self::Paid,
+        Self::Confirmed,
+        Self::Expired,
+        Self::Cancelled,
+        Self::PaymentFailed,
+    ];
+
+    /// The contract's name for the status, also how it is stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Paying => "paying",
+            Self::Paid => "paid",
+            Self::Confirmed => "confirmed",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+            Self::PaymentFailed => "payment_failed",
+        }
+    }
+
+    /// Whether the order holds stock and counts towards the user's limit.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Self::Reserved | Self::Paying | Self::Paid | Self::Confirmed
+        )
+    }
+
+    /// The status stored as `text`.
+    pub(crate) fn parse(text: &str) -> Result<Self, StoreError> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown order status `{text}`")))
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `'reserved', 'paying', 'paid', 'confirmed'`: the live statuses, for SQL.
+pub const LIVE_STATUSES_SQL: &str = "'reserved', 'paying', 'paid', 'confirmed'";
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// The order's id (`ord_...`).
+    pub order_id: String,
+    /// Who made it.
+    pub username: String,
+    /// What it holds.
+    pub sku: String,
+    /// How many units.
+    pub quantity: i64,
+    /// Where it is in its life.
+    pub status: OrderStatus,
+    /// When it was made (ms since the epoch).
+    pub created_at: i64,
+    /// When an unpaid reservation lapses (ms since the epoch).
+    pub expires_at: i64,
+}
+
+/// `SELECT` of every column [`from_row`] reads, then `tail`.
+macro_rules! select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT order_id, username, sku, quantity, status, created_at, expires_at FROM orders ",
+            $tail
+        )
+    };
+}
+
+fn from_row(row: &AnyRow) -> Result<Order, StoreError> {
+    Ok(Order {
+        order_id: row.try_get(0)?,
+        username: row.try_get(1)?,
+        sku: row.try_get(2)?,
+        quantity: row.try_get(3)?,
+        status: OrderStatus::parse(row.try_get(4)?)?,
+        created_at: row.try_get(5)?,
+        expires_at: row.try_get(6)?,
+    })
+}
+
+/// Most orders [`list_for_user`] returns, newest first.
+pub const LIST_LIMIT: i64 = 1_000;
+
+/// `username`'s order `order_id`; another user's order is `None`, exactly
+/// like a missing one, so ids reveal nothing.
+pub async fn get_for_user(
+    db: &Db,
+    order_id: &str,
+    username: &str,
+) -> Result<Option<Order>, StoreError> {
+    let row = sqlx::query(select!("WHERE order_id = $1 AND username = $2"))
+        .bind(order_id)
+        .bind(username)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// `username`'s orders, newest first, at most [`LIST_LIMIT`].
+pub async fn list_for_user(db: &Db, username: &str) -> Result<Vec<Order>, StoreError> {
+    let rows = sqlx::query(select!(
+        "WHERE username = $1 ORDER BY created_at DESC, order_id DESC LIMIT $2"
+    ))
+    .bind(username)
+    .bind(LIST_LIMIT)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// What became of a request to move an order on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Done; the order as it is now.
+    Done(Order),
+    /// No such order for this user.
+    NotFound,
+    /// The order exists but is not in a state that allows the move.
+    Refused(Order),
+}
+
+/// `reserved -> paying`, if the reservation has not lapsed.
+pub async fn start_payment(
+    db: &Db,
+    order_id: &str,
+    username: &str,
+) -> Result<Transition, StoreError> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE orders SET status = 'paying', updated_at = $3
+         WHERE order_id = $1 AND username = $2 AND status = 'reserved' AND expires_at > $3",
+    )
+    .bind(order_id)
+    .bind(username)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    settle(db, order_id, username, done.rows_affected() == 1).await
+}
+
+/// `reserved -> cancelled`, returning the order's units to stock in the
+/// same transaction.
+pub async fn cancel(db: &Db, order_id: &str, username: &str) -> Result<Transition, StoreError> {
+    let mut tx = db.begin_write().await?;
+    let row = sqlx::query(
+        "UPDATE orders SET status = 'cancelled', updated_at = $3
+         WHERE order_id = $1 AND username = $2 AND status = 'reserved'
+         RETURNING sku, quantity",
+    )
+    .bind(order_id)
+    .bind(username)
+    .bind(now_ms())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = &row {
+        let (sku, quantity): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+        sqlx::query("UPDATE products SET stock_left = stock_left + $2 WHERE sku = $1")
+            .bind(sku)
+            .bind(quantity)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    settle(db, order_id, username, row.is_some()).await
+}
+
+async fn settle(
+    db: &Db,
+    order_id: &str,
+    username: &str,
+    moved: bool,
+) -> Result<Transition, StoreError> {
+    Ok(match get_for_user(db, order_id, username).await? {
+        None => Transition::NotFound,
+        Some(order) if moved => Transition::Done(order),
+        Some(order) => Transition::Refused(order),
+    })
+}
+
+/// A remembered `201`: the fingerprint of the request it answered and the
+/// exact body sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    /// What the original request asked for (see the shop's fingerprint).
+    pub fingerprint: String,
+    /// The `201` body, replayed byte for byte.
+    pub response: String,
+}
+
+/// The `201` stored under `username`'s idempotency key `key`, if any.
+pub async fn remembered(
+    db: &Db,
+    username: &str,
+    key: &str,
+) -> Result<Option<Remembered>, StoreError> {
+    let row = sqlx::query(
+        "SELECT fingerprint, response FROM idempotency_keys WHERE username = $1 AND idem_key = $2",
+    )
+    .bind(username)
+    .bind(key)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| {
+        Ok(Remembered {
+            fingerprint: row.try_get(0)?,
+            response: row.try_get(1)?,
+        })
+    })
+    .transpose()
+}
