@@ -14,6 +14,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 use stampede_balance::StrategyKind;
+pub use stampede_config::ConfigError;
+use stampede_config::quote;
 
 mod de;
 
@@ -201,29 +203,6 @@ mod defaults {
     }
 }
 
-/// A configuration that cannot be run: which key, and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A key is missing, unknown, or has a bad value.
-    #[error("{origin}: `{key}`: {problem}")]
-    Invalid {
-        /// The file name, or "flags".
-        origin: String,
-        /// Dotted path of the key.
-        key: String,
-        /// What is wrong and, where possible, what would be right.
-        problem: String,
-    },
-}
-
 /// The quick flags of `stampede gateway`: one listener, one pool, one route.
 #[derive(Debug, Clone, Default)]
 pub struct QuickFlags {
@@ -242,10 +221,7 @@ pub struct QuickFlags {
 impl Config {
     /// Reads and validates a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = stampede_config::read_file(path)?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -257,31 +233,16 @@ impl Config {
     /// `source` is the text positions refer to, when they mean something to
     /// the user (not for the TOML generated from flags).
     fn parse(text: &str, origin: &str, source: Option<&str>) -> Result<Self, ConfigError> {
-        let invalid = |key: String, problem: String| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            key,
-            problem,
-        };
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| invalid("(syntax)".into(), de::describe(&e, source)))?;
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = match e.path().to_string() {
-                root if root == "." => "(top level)".to_owned(),
-                path => path,
-            };
-            invalid(key, de::describe(e.inner(), source))
-        })?;
+        let config: Config = stampede_config::parse(text, origin, source)?;
         config
             .validate()
-            .map_err(|(key, problem)| invalid(key, problem))
+            .map_err(|(key, problem)| ConfigError::invalid(origin, key, problem))
     }
 
     /// Builds a configuration from the quick flags: one pool named
     /// `default` behind one catch-all route.
     pub fn from_flags(flags: &QuickFlags) -> Result<Self, ConfigError> {
         let mut toml = String::new();
-        // A JSON string literal is a valid TOML basic string.
-        let quote = |s: &str| serde_json::Value::from(s).to_string();
         if let Some(listen) = &flags.listen {
             toml.push_str(&format!("listen = {}\n", quote(listen)));
         }
