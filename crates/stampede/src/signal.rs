@@ -10,11 +10,36 @@ use std::io;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Installed signal handlers, waiting to be waited on.
-pub(crate) struct ShutdownSignal {
-    runtime: Runtime,
+/// Installed handlers, for roles that run on a tokio runtime of their own.
+pub(crate) struct Signals {
     interrupt: Signal,
     terminate: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers now; must be called inside a tokio runtime.
+    pub(crate) fn install() -> io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Completes when SIGINT or SIGTERM arrives (or has arrived since
+    /// `install`).
+    pub(crate) async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Installed handlers with a small runtime of their own, for roles that
+/// run their own threads and just block until it is time to stop.
+pub(crate) struct ShutdownSignal {
+    runtime: Runtime,
+    signals: Signals,
 }
 
 impl ShutdownSignal {
@@ -23,24 +48,12 @@ impl ShutdownSignal {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let _context = runtime.enter();
-        let interrupt = signal(SignalKind::interrupt())?;
-        let terminate = signal(SignalKind::terminate())?;
-        drop(_context);
-        Ok(Self {
-            runtime,
-            interrupt,
-            terminate,
-        })
+        let signals = runtime.block_on(async { Signals::install() })?;
+        Ok(Self { runtime, signals })
     }
 
     /// Blocks until SIGINT or SIGTERM arrives (or has arrived since `install`).
-    pub(crate) fn wait(mut self) {
-        self.runtime.block_on(async {
-            tokio::select! {
-                _ = self.interrupt.recv() => {}
-                _ = self.terminate.recv() => {}
-            }
-        });
+    pub(crate) fn wait(self) {
+        self.runtime.block_on(self.signals.recv());
     }
 }

@@ -6,19 +6,30 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::{Db, StoreError, placeholders};
 
-/// The highest failure count among `buckets` in the window starting at
-/// `window_start` (ms).
-pub async fn failures(db: &Db, buckets: &[&str], window_start: i64) -> Result<i64, StoreError> {
+/// The failure count of each of `buckets` (in their order) in the window
+/// starting at `window_start` (ms).
+pub async fn failures(
+    db: &Db,
+    buckets: &[&str],
+    window_start: i64,
+) -> Result<Vec<i64>, StoreError> {
     let sql = format!(
-        "SELECT COALESCE(MAX(failures), 0) FROM login_failures WHERE window_start = $1 AND bucket IN {}",
+        "SELECT bucket, failures FROM login_failures WHERE window_start = $1 AND bucket IN {}",
         placeholders(1, buckets.len(), 2)
     );
     let mut query = sqlx::query(AssertSqlSafe(sql)).bind(window_start);
     for bucket in buckets {
         query = query.bind(*bucket);
     }
-    let row = query.fetch_one(db.pool()).await?;
-    Ok(row.try_get(0)?)
+    let rows = query.fetch_all(db.pool()).await?;
+    let mut counts = vec![0; buckets.len()];
+    for row in rows {
+        let bucket: String = row.try_get(0)?;
+        if let Some(i) = buckets.iter().position(|b| *b == bucket) {
+            counts[i] = row.try_get(1)?;
+        }
+    }
+    Ok(counts)
 }
 
 /// Counts one more failure in each of `buckets`.

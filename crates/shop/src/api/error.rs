@@ -1,0 +1,151 @@
+//! Every error a client can get, as the contract writes it:
+//! `{"error": "<code>", "message": "<human text>"}` with the right status.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+use stampede_store::StoreError;
+
+use super::json;
+
+/// An answer other than success.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// No valid session, or no valid admin token (`401 unauthorized`).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Wrong username or password (`401 bad_credentials`).
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// The request is malformed (`400 invalid`).
+    #[error("{0}")]
+    Invalid(String),
+    /// Nothing here (`404 not_found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing to create exists (`409 exists`).
+    #[error("{0}")]
+    Exists(String),
+    /// The sale has not started (`403 not_started`).
+    #[error("the sale of this product has not started yet")]
+    NotStarted,
+    /// Not enough stock (`409 sold_out`).
+    #[error("not enough stock left")]
+    SoldOut,
+    /// Over the per-user limit (`409 limit_exceeded`).
+    #[error("this would exceed the per-user limit of this product")]
+    LimitExceeded,
+    /// The idempotency key was used for another request (`422`).
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyMismatch,
+    /// The order cannot be paid in its state (`409 not_payable`).
+    #[error("{0}")]
+    NotPayable(String),
+    /// The order cannot be cancelled in its state (`409 not_cancellable`).
+    #[error("{0}")]
+    NotCancellable(String),
+    /// Too many failed logins (`429 rate_limited`), retry after n seconds.
+    #[error("too many failed logins; try again in {0} s")]
+    RateLimited(u64),
+    /// Shedding load (`503 overloaded`).
+    #[error("too many requests are waiting; retry shortly")]
+    Overloaded,
+    /// The store cannot be reached (`503 unavailable`).
+    #[error("the store is unavailable; retry shortly")]
+    Unavailable,
+    /// The body is over the limit (`413 payload_too_large`).
+    #[error("the request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The body is not JSON (`415 unsupported_media_type`).
+    #[error("the request body must be JSON, sent with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The method is not served at this path (`405 method_not_allowed`).
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    /// A bug or corrupt data; details are logged, not sent (`500 internal`).
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
+            Self::BadCredentials => (S::UNAUTHORIZED, "bad_credentials"),
+            Self::Invalid(_) => (S::BAD_REQUEST, "invalid"),
+            Self::NotFound(_) => (S::NOT_FOUND, "not_found"),
+            Self::Exists(_) => (S::CONFLICT, "exists"),
+            Self::NotStarted => (S::FORBIDDEN, "not_started"),
+            Self::SoldOut => (S::CONFLICT, "sold_out"),
+            Self::LimitExceeded => (S::CONFLICT, "limit_exceeded"),
+            Self::IdempotencyMismatch => (S::UNPROCESSABLE_ENTITY, "idempotency_mismatch"),
+            Self::NotPayable(_) => (S::CONFLICT, "not_payable"),
+            Self::NotCancellable(_) => (S::CONFLICT, "not_cancellable"),
+            Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// Seconds a client should wait before retrying, where that is known.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(seconds) => Some((*seconds).max(1)),
+            Self::Overloaded | Self::Unavailable => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict => Self::Exists("already exists".into()),
+            StoreError::Unavailable(e) => {
+                tracing::warn!(error = %e, "store unavailable");
+                Self::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<std::sync::Arc<StoreError>> for ApiError {
+    /// Errors of loads shared by several requests (the catalogue's).
+    fn from(error: std::sync::Arc<StoreError>) -> Self {
+        match &*error {
+            StoreError::Unavailable(e) => {
+                tracing::warn!(error = %e, "store unavailable");
+                Self::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = serde_json::json!({ "error": code, "message": self.to_string() });
+        let mut response = json::response(status, &body);
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if matches!(self, Self::Unauthorized(_)) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,30 @@
+//! `/healthz` (the process serves) and `/readyz` (it can reach its store).
+//! Neither touches a table, so probes never compete with a sale.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::json;
+use crate::App;
+
+/// `GET /healthz`.
+pub(crate) async fn healthz() -> Response {
+    json::response(StatusCode::OK, &json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`.
+pub(crate) async fn readyz(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+    if app.db.is_reachable().await {
+        Ok(json::response(
+            StatusCode::OK,
+            &json!({ "status": "ready" }),
+        ))
+    } else {
+        Err(ApiError::Unavailable)
+    }
+}

@@ -1,0 +1,47 @@
+//! The HTTP API of `../shared/spec/flash-sale-api.md`, as an axum router.
+//!
+//! Handlers are grouped by resource; the pieces they share are extractors
+//! (the session's user, the admin token, the client, a JSON body held to a
+//! size limit) that answer the contract's error bodies by themselves.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::App;
+
+mod admin;
+mod auth;
+mod client;
+mod error;
+mod health;
+mod json;
+pub(crate) mod model;
+mod orders;
+mod products;
+mod session;
+
+pub(crate) use error::ApiError;
+
+/// Every route of the contract.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/admin/users", post(admin::create_users))
+        .route("/api/v1/admin/products", post(admin::create_product))
+        .route("/api/v1/admin/stats", get(admin::stats))
+        .route("/api/v1/login", post(auth::login))
+        .route("/api/v1/logout", post(auth::logout))
+        .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/products", get(products::list))
+        .route("/api/v1/products/{sku}", get(products::get))
+        .route("/api/v1/orders", post(orders::create).get(orders::list))
+        .route("/api/v1/orders/{id}", get(orders::get))
+        .route("/api/v1/orders/{id}/pay", post(orders::pay))
+        .route("/api/v1/orders/{id}/cancel", post(orders::cancel))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(app)
+}

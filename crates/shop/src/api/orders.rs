@@ -1,0 +1,199 @@
+//! The orders API, and the hot path's front half: everything that can be
+//! refused without touching the store is refused here (from the session,
+//! the body, the idempotency key and the node's catalogue), and only what
+//! remains queues for the group commit in `stampede-inventory`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use stampede_inventory::{Idempotency, Outcome, Refusal, Reservation, ReserveError};
+use stampede_store::orders::{self, Transition};
+use stampede_store::{OrderStatus, now_ms};
+
+use super::error::ApiError;
+use super::json::{self, Json};
+use super::model::OrderBody;
+use super::session::CurrentUser;
+use crate::App;
+
+/// Largest quantity one order may ask for.
+const MAX_QUANTITY: i64 = 1_000_000;
+
+/// `POST /api/v1/orders` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewOrder {
+    sku: String,
+    quantity: i64,
+}
+
+/// `POST /api/v1/orders`. Refusals apply in the contract's order: `401`
+/// (the session extractor), `400`, `404`, `403`, `409 sold_out`,
+/// `409 limit_exceeded`; a known idempotency key is answered before any of
+/// the last four.
+pub(crate) async fn create(
+    State(app): State<Arc<App>>,
+    CurrentUser(username): CurrentUser,
+    headers: HeaderMap,
+    Json(order, ..): Json<NewOrder>,
+) -> Result<Response, ApiError> {
+    if order.sku.is_empty() {
+        return Err(ApiError::Invalid("sku must not be empty".into()));
+    }
+    if !(1..=MAX_QUANTITY).contains(&order.quantity) {
+        return Err(ApiError::Invalid(format!(
+            "quantity must be 1 to {MAX_QUANTITY}"
+        )));
+    }
+    let idempotency = idempotency(&headers, &order)?;
+    if let Some(i) = &idempotency
+        && let Some(stored) = orders::remembered(&app.db, &username, &i.key).await?
+    {
+        return replay_or_mismatch(stored.fingerprint == i.fingerprint, stored.response);
+    }
+
+    // The sold-out flag: a product this node saw sold out within the last
+    // second is refused without a store write.
+    let product = app.catalog.product(&order.sku).await?;
+    let product = product
+        .ok_or_else(|| ApiError::NotFound(format!("no product with sku `{}`", order.sku)))?;
+    if now_ms() < product.sale_starts_at {
+        return Err(ApiError::NotStarted);
+    }
+    if product.stock_left < order.quantity {
+        return Err(ApiError::SoldOut);
+    }
+
+    let request = Reservation {
+        username,
+        quantity: order.quantity,
+        idempotency,
+    };
+    let reply = app
+        .queues
+        .reserve(&order.sku, request)
+        .await
+        .map_err(|e| match e {
+            ReserveError::Overloaded => ApiError::Overloaded,
+            ReserveError::Unavailable(_) => ApiError::Unavailable,
+        })?;
+    if let Some(stock_left) = reply.stock_left {
+        app.catalog.saw_stock(&order.sku, stock_left).await;
+    }
+    match reply.outcome {
+        Outcome::Reserved { body, .. } => Ok(json::raw(StatusCode::CREATED, body)),
+        Outcome::Replayed(body) => replay_or_mismatch(true, body),
+        Outcome::Mismatch => replay_or_mismatch(false, String::new()),
+        Outcome::Refused(refusal) => Err(match refusal {
+            Refusal::NotFound => ApiError::NotFound(format!("no product with sku `{}`", order.sku)),
+            Refusal::NotStarted => ApiError::NotStarted,
+            Refusal::SoldOut => ApiError::SoldOut,
+            Refusal::LimitExceeded => ApiError::LimitExceeded,
+        }),
+    }
+}
+
+fn replay_or_mismatch(same_request: bool, body: String) -> Result<Response, ApiError> {
+    if same_request {
+        Ok(json::raw(StatusCode::CREATED, body))
+    } else {
+        Err(ApiError::IdempotencyMismatch)
+    }
+}
+
+/// The `Idempotency-Key` header, checked, with the request's fingerprint.
+fn idempotency(headers: &HeaderMap, order: &NewOrder) -> Result<Option<Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let printable = |b: &u8| (0x20..=0x7e).contains(b);
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(printable) {
+        return Err(ApiError::Invalid(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
+        ));
+    }
+    Ok(Some(Idempotency {
+        key: String::from_utf8_lossy(bytes).into_owned(),
+        // The parameters, not the raw bytes: the same request written with
+        // other spacing or key order is the same request.
+        fingerprint: format!("{}\n{}", order.sku, order.quantity),
+    }))
+}
+
+/// `GET /api/v1/orders/{id}`: another user's order is `404`, like none.
+pub(crate) async fn get(
+    State(app): State<Arc<App>>,
+    CurrentUser(username): CurrentUser,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let order = orders::get_for_user(&app.db, &order_id, &username).await?;
+    let order = order.ok_or_else(|| not_found(&order_id))?;
+    Ok(json::response(StatusCode::OK, &OrderBody::from(&order)))
+}
+
+/// `GET /api/v1/orders`: the user's own, newest first.
+pub(crate) async fn list(
+    State(app): State<Arc<App>>,
+    CurrentUser(username): CurrentUser,
+) -> Result<Response, ApiError> {
+    let orders = orders::list_for_user(&app.db, &username).await?;
+    let bodies: Vec<OrderBody<'_>> = orders.iter().map(OrderBody::from).collect();
+    Ok(json::response(StatusCode::OK, &json!({ "orders": bodies })))
+}
+
+/// `POST /api/v1/orders/{id}/pay` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Payment {
+    payment_token: String,
+}
+
+/// `POST /api/v1/orders/{id}/pay`: `reserved -> paying`.
+pub(crate) async fn pay(
+    State(app): State<Arc<App>>,
+    CurrentUser(username): CurrentUser,
+    Path(order_id): Path<String>,
+    Json(payment, ..): Json<Payment>,
+) -> Result<Response, ApiError> {
+    if payment.payment_token.is_empty() || payment.payment_token.len() > 255 {
+        return Err(ApiError::Invalid(
+            "payment_token must be 1 to 255 characters".into(),
+        ));
+    }
+    match orders::start_payment(&app.db, &order_id, &username).await? {
+        Transition::Done(_) => Ok(json::response(
+            StatusCode::ACCEPTED,
+            &json!({ "status": "paying" }),
+        )),
+        Transition::NotFound => Err(not_found(&order_id)),
+        Transition::Refused(order) => Err(ApiError::NotPayable(match order.status {
+            OrderStatus::Reserved => "the reservation has expired".to_owned(),
+            status => format!("the order is {status}; only a reserved order can be paid"),
+        })),
+    }
+}
+
+/// `POST /api/v1/orders/{id}/cancel`: `reserved -> cancelled`, stock back.
+pub(crate) async fn cancel(
+    State(app): State<Arc<App>>,
+    CurrentUser(username): CurrentUser,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    match orders::cancel(&app.db, &order_id, &username).await? {
+        Transition::Done(order) => Ok(json::response(StatusCode::OK, &OrderBody::from(&order))),
+        Transition::NotFound => Err(not_found(&order_id)),
+        Transition::Refused(order) => Err(ApiError::NotCancellable(format!(
+            "the order is {}; only a reserved order can be cancelled",
+            order.status
+        ))),
+    }
+}
+
+fn not_found(order_id: &str) -> ApiError {
+    ApiError::NotFound(format!("no order `{order_id}`"))
+}

@@ -1,0 +1,141 @@
+//! Session cookies: issuing them at login, finding the user of a request,
+//! and ending them at logout.
+//!
+//! The cookie holds 32 random bytes; the store keeps only their BLAKE2
+//! hash, so a copy of the sessions table opens no account. Sessions live
+//! in the shared store, which is what makes a session made through one node
+//! valid on every other and a logout effective everywhere at once.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use blake2::{Blake2s256, Digest};
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue, SET_COOKIE};
+use http::request::Parts;
+use stampede_store::{now_ms, sessions};
+
+use super::error::ApiError;
+use crate::App;
+
+/// The session cookie's name.
+pub(crate) const COOKIE_NAME: &str = "stampede_session";
+
+/// The logged-in user of a request; extracting it answers `401` without a
+/// live session.
+#[derive(Debug, Clone)]
+pub(crate) struct CurrentUser(pub String);
+
+impl FromRequestParts<Arc<App>> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let missing = ApiError::Unauthorized("log in first: no valid session cookie");
+        let token = token(&parts.headers).ok_or(missing.clone())?;
+        let user = sessions::username(&app.db, &hash(token)).await?;
+        user.map(CurrentUser).ok_or(missing)
+    }
+}
+
+/// The session token the request carries, if any.
+pub(crate) fn token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|value| !value.is_empty())
+}
+
+/// The store's key for a token.
+pub(crate) fn hash(token: &str) -> String {
+    hex(&Blake2s256::digest(token.as_bytes()))
+}
+
+/// Starts a session for `username`; returns its `Set-Cookie` value.
+pub(crate) async fn start(
+    app: &App,
+    username: &str,
+    secure: bool,
+) -> Result<HeaderValue, ApiError> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a session token");
+        ApiError::Internal
+    })?;
+    let token = hex(&random);
+    let ttl = app.config.sessions.ttl;
+    let expires_at = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    sessions::create(&app.db, &hash(&token), username, expires_at).await?;
+    Ok(cookie(&token, ttl.as_secs(), secure))
+}
+
+/// Ends the request's session, if any, on every node.
+pub(crate) async fn end(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(token) = token(headers) {
+        sessions::delete(&app.db, &hash(token)).await?;
+    }
+    Ok(())
+}
+
+/// A `Set-Cookie` value with the contract's flags.
+pub(crate) fn cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let text = format!(
+        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_secs}{secure}"
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Adds `Set-Cookie` to response headers.
+pub(crate) fn set(headers: &mut HeaderMap, value: HeaderValue) {
+    headers.append(SET_COOKIE, value);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; stampede_session=abc; b=2"),
+        );
+        assert_eq!(token(&headers), Some("abc"));
+        headers.insert(COOKIE, HeaderValue::from_static("stampede_session="));
+        assert_eq!(token(&headers), None);
+    }
+
+    #[test]
+    fn cookies_carry_the_contracts_flags() {
+        let plain = cookie("t", 60, false);
+        assert_eq!(
+            plain,
+            "stampede_session=t; HttpOnly; SameSite=Lax; Path=/; Max-Age=60"
+        );
+        let tls = cookie("t", 60, true);
+        assert!(tls.to_str().is_ok_and(|v| v.ends_with("; Secure")));
+    }
+
+    #[test]
+    fn hashes_are_hex_and_stable() {
+        assert_eq!(hash("x"), hash("x"));
+        assert_eq!(hash("x").len(), 64);
+        assert_ne!(hash("x"), hash("y"));
+    }
+}

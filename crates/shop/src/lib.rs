@@ -1,0 +1,183 @@
+//! The shop role: the flash-sale API of `../shared/spec/flash-sale-api.md`
+//! on one stateless node. Run as many nodes as you like behind the gateway:
+//! everything they share (users, sessions, stock, orders, login counters)
+//! lives in the store, and what a node keeps to itself (the catalogue
+//! cache, the reservation queues) is at most a second stale or empties as
+//! it commits.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file, flags and admin token.
+//! - `api`: the routes, one module per resource, and the extractors and
+//!   error bodies they share.
+//! - [`catalog`]: the per-node product cache that is also the sold-out flag.
+//! - [`passwords`]: argon2id hashing off the async threads.
+//! - The reservation path itself is the `stampede-inventory` crate.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stampede_inventory::{GroupCommit, Settings};
+use stampede_store::{Db, DbOptions, StoreError, login_limits, migrate, now_ms, sessions};
+use tokio::net::TcpListener;
+
+mod api;
+pub mod catalog;
+pub mod config;
+pub mod passwords;
+
+pub use config::{Config, Flags};
+
+use catalog::Catalog;
+use passwords::Passwords;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct App {
+    db: Db,
+    config: Config,
+    catalog: Catalog,
+    queues: GroupCommit,
+    passwords: Passwords,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The password parameters are unusable.
+    #[error("passwords: {0}")]
+    Passwords(#[from] passwords::PasswordError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How long a starting node keeps retrying a store that is not up yet
+/// (e.g. a PostgreSQL container starting next to it) before giving up.
+const STORE_WAIT: Duration = Duration::from_secs(30);
+
+/// A shop node, bound and ready to serve.
+#[derive(Debug)]
+pub struct Shop {
+    app: Arc<App>,
+    listener: TcpListener,
+}
+
+impl Shop {
+    /// Opens and migrates the store, and binds the listener.
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let db = Db::connect_lazy(&config.database_url, &db_options(&config))?;
+        migrate_when_reachable(&db).await?;
+        let passwords = Passwords::new(&config.passwords)?;
+        let settings = Settings {
+            max_batch: config.orders.max_batch,
+            max_waiting: config.orders.max_waiting,
+            hold: config.orders.hold,
+        };
+        let queues = GroupCommit::new(db.clone(), settings, api::model::order_json);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let app = App {
+            catalog: Catalog::new(db.clone()),
+            db,
+            config,
+            queues,
+            passwords,
+        };
+        Ok(Self {
+            app: Arc::new(app),
+            listener,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests
+    /// finish for up to the drain timeout.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let housekeeping = tokio::spawn(housekeeping(self.app.clone()));
+        let drain = self.app.config.drain_timeout;
+        let router = api::router(self.app.clone());
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let mut stopped = stop_rx.clone();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let deadline = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(drain).await;
+        };
+        let result = tokio::select! {
+            result = server => result,
+            () = deadline => {
+                tracing::warn!(?drain, "drain timeout: closing the connections still open");
+                Ok(())
+            }
+        };
+        housekeeping.abort();
+        self.app.db.close().await;
+        result
+    }
+}
+
+fn db_options(config: &Config) -> DbOptions {
+    DbOptions {
+        max_connections: config.database.max_connections,
+        acquire_timeout: config.database.acquire_timeout,
+    }
+}
+
+async fn migrate_when_reachable(db: &Db) -> Result<(), StoreError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match migrate::run(db).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Unavailable(e)) if started.elapsed() < STORE_WAIT => {
+                tracing::warn!(error = %e, "the store is not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+/// Deletes expired sessions and old login counters once a minute. Every
+/// node does it; the deletes are idempotent, so that costs nothing extra.
+async fn housekeeping(app: Arc<App>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let window =
+            i64::try_from(app.config.login_limits.window.as_millis()).unwrap_or(i64::MAX / 2);
+        let purged = tokio::try_join!(
+            sessions::purge_expired(&app.db),
+            login_limits::purge(&app.db, now_ms().saturating_sub(2 * window)),
+        );
+        if let Err(error) = purged {
+            tracing::warn!(%error, "housekeeping failed; retrying in a minute");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `stampede shop` and `stampede migrate`: flags, config loading and the
+//! process lifecycle of a shop node.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use stampede_shop::config::ADMIN_TOKEN_ENV;
+use stampede_shop::{Config, Flags, Shop};
+use stampede_store::{Db, DbOptions, migrate};
+
+use crate::signal::Signals;
+
+/// Exit code for a configuration that cannot be run (as for the gateway).
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A TOML configuration file (see examples/shop.toml); flags override it.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+
+    /// Only validate the configuration and exit (0 when valid, 2 when not).
+    #[arg(long)]
+    check: bool,
+
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long)]
+    listen: Option<String>,
+
+    /// `sqlite://PATH` (the embedded default) or `postgres://USER@HOST/DB`.
+    #[arg(long)]
+    database_url: Option<String>,
+
+    /// This node's name in logs [default: shop].
+    #[arg(long)]
+    node_name: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct MigrateArgs {
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
+    #[arg(long)]
+    database_url: String,
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    let flags = Flags {
+        listen: args.listen,
+        database_url: args.database_url,
+        node_name: args.node_name,
+    };
+    let token = std::env::var(ADMIN_TOKEN_ENV).ok();
+    let config = match Config::load(args.config.as_deref(), &flags, token) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("stampede shop: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
+    exit_code("shop", runtime().and_then(|rt| rt.block_on(serve(config))))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let signals = Signals::install().context("installing signal handlers")?;
+    let name = config.node_name.clone();
+    let shop = Shop::bind(config).await.context("starting the shop")?;
+    println!(
+        "stampede shop listening on http://{} ({name})",
+        shop.local_addr()?
+    );
+    shop.serve(async move {
+        signals.recv().await;
+        tracing::info!("Shutting down: draining in-flight requests.");
+    })
+    .await
+    .context("serving")
+}
+
+pub(crate) fn migrate(args: MigrateArgs) -> ExitCode {
+    let done = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let db = Db::connect_lazy(&args.database_url, &DbOptions::default())?;
+            let applied = migrate::run(&db).await.context("migrating")?;
+            db.close().await;
+            println!("migrations applied: {applied}");
+            Ok(())
+        })
+    });
+    exit_code("migrate", done)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+fn exit_code(role: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("stampede {role}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
