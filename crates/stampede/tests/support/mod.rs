@@ -6,14 +6,19 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+mod process;
+pub(crate) mod shop;
+
+pub(crate) use process::{Process, stampede};
+
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -623,33 +628,21 @@ impl Drop for TempFile {
     }
 }
 
-fn stampede() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stampede"));
-    command
-        .arg("gateway")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
 /// A running `stampede gateway`, killed when dropped.
 #[derive(Debug)]
 pub(crate) struct Gateway {
-    child: Child,
+    process: Process,
     /// Where clients connect.
     pub(crate) addr: SocketAddr,
     /// The admin listener, when configured.
     pub(crate) admin: Option<SocketAddr>,
-    stderr: Arc<Mutex<String>>,
     _config: Option<TempFile>,
 }
 
 impl Gateway {
     /// `stampede gateway --listen 127.0.0.1:0 --workers 2 ARGS...`.
     pub(crate) async fn with_flags(args: &[String]) -> Gateway {
-        let mut command = stampede();
+        let mut command = stampede("gateway");
         command
             .args(["--listen", "127.0.0.1:0", "--workers", "2"])
             .args(args);
@@ -671,7 +664,7 @@ impl Gateway {
     /// on `127.0.0.1:0`).
     pub(crate) async fn with_config(toml: &str) -> Gateway {
         let file = TempFile::new("toml", toml);
-        let mut command = stampede();
+        let mut command = stampede("gateway");
         command.arg("--config").arg(&file.0);
         let admin = toml
             .lines()
@@ -679,71 +672,30 @@ impl Gateway {
         Self::spawn(command, admin, Some(file)).await
     }
 
-    async fn spawn(mut command: Command, admin: bool, config: Option<TempFile>) -> Gateway {
-        let mut child = command.spawn().expect("spawn stampede");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr_pipe = child.stderr.take().expect("stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let stderr = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stderr_pipe);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    if let Ok(mut all) = stderr.lock() {
-                        all.push_str(&line);
-                    }
-                    line.clear();
-                }
-            });
-        }
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    // Nobody listens any more; keep draining the pipe.
-                    continue;
-                }
+    async fn spawn(command: Command, admin: bool, config: Option<TempFile>) -> Gateway {
+        let mut process = Process::spawn(command, "gateway");
+        let addr = process
+            .line_after("stampede gateway listening on http://")
+            .await;
+        let addr = addr.trim().parse().expect("listen address");
+        let admin = match admin {
+            false => None,
+            true => {
+                let rest = process.line_after("admin (metrics) on http://").await;
+                Some(
+                    rest.trim()
+                        .trim_end_matches("/metrics")
+                        .parse()
+                        .expect("admin address"),
+                )
             }
-        });
-        let mut gateway = Gateway {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin: None,
-            stderr,
-            _config: config,
         };
-        let wanted = if admin { 2 } else { 1 };
-        let mut found = 0;
-        while found < wanted {
-            let line = tokio::time::timeout(TIMEOUT, rx.recv()).await;
-            let line = match line {
-                Ok(Some(line)) => line,
-                Ok(None) => {
-                    let status = gateway.child.wait().ok();
-                    // Give the stderr thread a moment to collect the last lines.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    panic!(
-                        "gateway exited ({status:?}) before listening; stderr:\n{}",
-                        gateway.stderr()
-                    );
-                }
-                Err(_) => panic!(
-                    "gateway did not print its addresses in time; stderr:\n{}",
-                    gateway.stderr()
-                ),
-            };
-            if let Some(addr) = line.strip_prefix("stampede gateway listening on http://") {
-                gateway.addr = addr.trim().parse().expect("listen address");
-                found += 1;
-            } else if let Some(rest) = line.strip_prefix("admin (metrics) on http://") {
-                let addr = rest.trim().trim_end_matches("/metrics");
-                gateway.admin = Some(addr.parse().expect("admin address"));
-                found += 1;
-            }
+        Gateway {
+            process,
+            addr,
+            admin,
+            _config: config,
         }
-        gateway
     }
 
     /// `http://ADDR/PATH`.
@@ -757,36 +709,22 @@ impl Gateway {
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Everything the gateway wrote to stderr so far.
     pub(crate) fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+        self.process.stderr()
     }
 
     /// Sends SIGTERM.
     pub(crate) fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed: {status}");
+        self.process.terminate();
     }
 
     /// Waits for the process to exit; `None` if it is still running after `limit`.
     pub(crate) async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.process.wait_exit(limit).await
     }
 
     /// The peak resident set size of the process in bytes (Linux).
@@ -795,13 +733,6 @@ impl Gateway {
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb * 1024)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -816,7 +747,7 @@ pub(crate) struct Run {
 
 /// Runs `stampede gateway ARGS...` to completion (killed after [`TIMEOUT`]).
 pub(crate) async fn run_gateway(args: &[&str]) -> Run {
-    let mut command = stampede();
+    let mut command = stampede("gateway");
     command.args(args);
     let mut child = command.spawn().expect("spawn stampede");
     let deadline = Instant::now() + TIMEOUT;
