@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use stampede_inventory::{GroupCommit, Idempotency, Outcome, Refusal, Reservation, Settings};
+use stampede_inventory::{
+    GroupCommit, Idempotency, Outcome, Refusal, Reservation, ReserveError, Settings,
+};
 use stampede_store::products::{self, NewProduct};
 use stampede_store::{Db, OrderStatus, stats, users};
 use stampede_testkit::store_tests;
@@ -119,5 +121,35 @@ store_tests! {
         bodies.dedup();
         assert_eq!(bodies.len(), 1, "one order, replayed to every copy");
         assert_eq!(stats::all(&t.db).await.expect("stats")[0].stock_left, 99);
+    }
+}
+
+store_tests! {
+    async fn a_full_queue_sheds_load_at_once(t) {
+        setup(&t.db, 4, 100, 10).await;
+        let settings = Settings { max_batch: 1, max_waiting: 2, ..Settings::default() };
+        let queues = Arc::new(GroupCommit::new(t.db.clone(), settings, |o| o.order_id.clone()));
+        // Another writer holds the product row, so the first batch waits.
+        let mut blocker = t.db.begin_write().await.expect("begin");
+        sqlx::query("UPDATE products SET name = name WHERE sku = 'VAX-001'")
+            .execute(&mut *blocker)
+            .await
+            .expect("lock the row");
+        let spawn = |user| {
+            let queues = Arc::clone(&queues);
+            tokio::spawn(async move { queues.reserve("VAX-001", request(user, 1, None)).await })
+        };
+        let committing = spawn(0);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let waiting = [spawn(1), spawn(2)];
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let shed = queues.reserve("VAX-001", request(3, 1, None)).await;
+        assert!(matches!(shed, Err(ReserveError::Overloaded)), "{shed:?}");
+
+        blocker.rollback().await.expect("rollback");
+        for task in std::iter::once(committing).chain(waiting) {
+            let reply = task.await.expect("task").expect("reserved once the lock is gone");
+            assert!(matches!(reply.outcome, Outcome::Reserved { .. }), "{:?}", reply.outcome);
+        }
     }
 }
