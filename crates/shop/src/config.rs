@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
-use stampede_config::{ConfigError, de, quote};
+use stampede_config::{ConfigError, de};
 
 /// The environment variable that holds the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "STAMPEDE_ADMIN_TOKEN";
@@ -334,16 +334,6 @@ impl Config {
     }
 }
 
-/// TOML for a config with just these values, for tests and tools that
-/// start nodes.
-pub fn minimal_toml(database_url: &str, admin_token: &str) -> String {
-    format!(
-        "database_url = {}\nadmin_token = {}\n",
-        quote(database_url),
-        quote(admin_token)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,16 +367,37 @@ mod tests {
         assert!(error.contains("at least 16"), "{error}");
     }
 
+    fn minimal(database_url: &str, admin_token: &str) -> String {
+        format!("database_url = \"{database_url}\"\nadmin_token = \"{admin_token}\"\n")
+    }
+
+    #[test]
+    fn the_example_file_shows_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop.toml");
+        let config = Config::load(
+            Some(&example),
+            &Flags::default(),
+            Some("example-token-0123".into()),
+        );
+        let config = config.expect("examples/shop.toml is valid");
+        let defaults = load(
+            &minimal("sqlite://stampede-data/stampede.db", "example-token-0123"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(format!("{config:?}"), format!("{defaults:?}"));
+    }
+
     #[test]
     fn the_environment_token_wins_over_the_file() {
-        let text = minimal_toml("sqlite://x.db", "file-token-0123456789");
+        let text = minimal("sqlite://x.db", "file-token-0123456789");
         let config = load(&text, Some("env-token-0123456789")).unwrap();
         assert_eq!(config.admin_token, "env-token-0123456789");
     }
 
     #[test]
     fn bad_values_name_their_key() {
-        let base = minimal_toml("sqlite://x.db", "file-token-0123456789");
+        let base = minimal("sqlite://x.db", "file-token-0123456789");
         for (extra, key) in [
             ("[orders]\nhold = \"forever\"", "orders.hold"),
             ("[orders]\nmax_batch = 0", "orders.max_batch"),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stampede_inventory::{GroupCommit, Settings};
-use stampede_store::{Db, DbOptions, StoreError, login_limits, migrate, now_ms, sessions};
+use stampede_store::{Db, DbOptions, Dialect, StoreError, login_limits, migrate, now_ms, sessions};
 use tokio::net::TcpListener;
 
 mod api;
@@ -47,13 +47,13 @@ pub(crate) struct App {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The store could not be opened or migrated.
-    #[error("database: {0}")]
+    #[error("database")]
     Store(#[from] StoreError),
     /// The password parameters are unusable.
-    #[error("passwords: {0}")]
+    #[error("passwords")]
     Passwords(#[from] passwords::PasswordError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -150,12 +150,16 @@ fn db_options(config: &Config) -> DbOptions {
     }
 }
 
+/// Migrates, waiting up to [`STORE_WAIT`] for a PostgreSQL server that is
+/// not up yet; a SQLite file that cannot be opened will not get better, so
+/// that fails at once.
 async fn migrate_when_reachable(db: &Db) -> Result<(), StoreError> {
     let started = tokio::time::Instant::now();
+    let patient = db.dialect() == Dialect::Postgres;
     loop {
         match migrate::run(db).await {
             Ok(_) => return Ok(()),
-            Err(StoreError::Unavailable(e)) if started.elapsed() < STORE_WAIT => {
+            Err(StoreError::Unavailable(e)) if patient && started.elapsed() < STORE_WAIT => {
                 tracing::warn!(error = %e, "the store is not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

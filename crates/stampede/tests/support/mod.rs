@@ -750,6 +750,11 @@ pub(crate) struct Run {
 pub(crate) async fn run_gateway(args: &[&str]) -> Run {
     let mut command = stampede("gateway");
     command.args(args);
+    run_to_end(command, &format!("stampede gateway {}", args.join(" "))).await
+}
+
+/// Runs `command` to completion (killed after [`TIMEOUT`]); `what` names it.
+pub(crate) async fn run_to_end(mut command: Command, what: &str) -> Run {
     let mut child = command.spawn().expect("spawn stampede");
     let deadline = Instant::now() + TIMEOUT;
     let status = loop {
@@ -759,10 +764,7 @@ pub(crate) async fn run_gateway(args: &[&str]) -> Run {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "`stampede gateway {}` did not exit within {TIMEOUT:?}",
-                args.join(" ")
-            );
+            panic!("`{what}` did not exit within {TIMEOUT:?}");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
