@@ -13,7 +13,11 @@ use support::shop::{Api, Cluster, PASSWORD};
 /// One node behind the gateway on SQLite, failed logins limited to 3 per
 /// user, with users `u0..u3` and product `VAX-001` (stock 3, limit 2).
 async fn shop() -> (Cluster, Api) {
-    let extra = "[login_limits]\nfailures_per_user = 3\n[limits]\nmax_body_bytes = 4096";
+    shop_with("[login_limits]\nfailures_per_user = 3\n[limits]\nmax_body_bytes = 4096").await
+}
+
+/// The same, with `extra` config instead.
+async fn shop_with(extra: &str) -> (Cluster, Api) {
     let cluster = Cluster::start(TestDb::sqlite().await, 1, extra).await;
     let mut admin = cluster.admin();
     assert_eq!(admin.create_users("u", 4).await.status, 201);
@@ -170,6 +174,18 @@ async fn failed_logins_are_rate_limited_per_user() {
     assert!((1..=300).contains(&retry), "{retry}");
     // Another user from the same address is not locked out.
     assert_eq!(api.login("u1", PASSWORD).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_rate_limited_per_ip() {
+    let (cluster, _) =
+        shop_with("[login_limits]\nfailures_per_ip = 3\nfailures_per_user = 100").await;
+    let mut api = cluster.api();
+    for user in ["u0", "u1", "nobody"] {
+        assert_error(&api.login(user, "wrong").await, 401, "bad_credentials");
+    }
+    // The gateway passes the client's address (X-Real-IP) to the node.
+    assert_error(&api.login("u3", PASSWORD).await, 429, "rate_limited");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
