@@ -121,6 +121,12 @@ mod tests {
     }
 
     #[test]
+    fn durations_parse() {
+        let sample: Sample = parse("timeout = \"1500ms\"", "t", None).unwrap();
+        assert_eq!(sample.timeout, Some(std::time::Duration::from_millis(1500)));
+    }
+
+    #[test]
     fn errors_name_the_key_and_the_line() {
         let error = parse::<Sample>(
             "\ntimeout = \"soon\"",
