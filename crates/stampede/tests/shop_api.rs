@@ -357,54 +357,31 @@ async fn refusals_carry_their_codes_in_the_contracts_order() {
 async fn malformed_orders_are_refused_with_the_error_body() {
     let (cluster, _) = shop().await;
     let mut api = logged_in(&cluster, "u0").await;
-    assert_error(
-        &api.clone()
-            .post_raw("/api/v1/orders", "{\"sku\": ", "application/json")
-            .await,
-        400,
-        "invalid",
-    );
-    assert_error(
-        &api.clone()
-            .post_raw(
-                "/api/v1/orders",
-                "{\"sku\": \"VAX-001\"}",
-                "application/json",
-            )
-            .await,
-        400,
-        "invalid",
-    );
-    assert_error(
-        &api.clone()
-            .post_raw(
-                "/api/v1/orders",
-                "{\"sku\": \"VAX-001\", \"quantity\": 1.5}",
-                "application/json",
-            )
-            .await,
-        400,
-        "invalid",
-    );
-    assert_error(
-        &api.clone()
-            .post_raw(
-                "/api/v1/orders",
-                "{\"sku\": \"VAX-001\", \"quantity\": 1}",
-                "text/plain",
-            )
-            .await,
-        415,
-        "unsupported_media_type",
-    );
     let huge = format!("{{\"sku\": \"{}\", \"quantity\": 1}}", "x".repeat(8192));
-    assert_error(
-        &api.clone()
-            .post_raw("/api/v1/orders", huge, "application/json")
-            .await,
-        413,
-        "payload_too_large",
-    );
+    let json = "application/json";
+    for (body, content_type, status, code) in [
+        ("{\"sku\": ", json, 400, "invalid"),
+        ("{\"sku\": \"VAX-001\"}", json, 400, "invalid"),
+        (
+            "{\"sku\": \"VAX-001\", \"quantity\": 1.5}",
+            json,
+            400,
+            "invalid",
+        ),
+        (
+            "{\"sku\": \"VAX-001\", \"quantity\": 1}",
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
+        (huge.as_str(), json, 413, "payload_too_large"),
+    ] {
+        let reply = api
+            .clone()
+            .post_raw("/api/v1/orders", body.to_owned(), content_type)
+            .await;
+        assert_error(&reply, status, code);
+    }
     let long_key = "k".repeat(256);
     assert_error(
         &api.order("VAX-001", 1, Some(&long_key)).await,

@@ -106,14 +106,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict => Self::Exists("already exists".into()),
-            StoreError::Unavailable(e) => {
-                tracing::warn!(error = %e, "store unavailable");
-                Self::Unavailable
-            }
-            other => {
-                tracing::error!(error = %other, "store error");
-                Self::Internal
-            }
+            other => store_failure(&other),
         }
     }
 }
@@ -121,16 +114,18 @@ impl From<StoreError> for ApiError {
 impl From<std::sync::Arc<StoreError>> for ApiError {
     /// Errors of loads shared by several requests (the catalogue's).
     fn from(error: std::sync::Arc<StoreError>) -> Self {
-        match &*error {
-            StoreError::Unavailable(e) => {
-                tracing::warn!(error = %e, "store unavailable");
-                Self::Unavailable
-            }
-            other => {
-                tracing::error!(error = %other, "store error");
-                Self::Internal
-            }
-        }
+        store_failure(&error)
+    }
+}
+
+/// `503` for an outage, `500` for anything else; the details go to the log.
+fn store_failure(error: &StoreError) -> ApiError {
+    if let StoreError::Unavailable(e) = error {
+        tracing::warn!(error = %e, "store unavailable");
+        ApiError::Unavailable
+    } else {
+        tracing::error!(%error, "store error");
+        ApiError::Internal
     }
 }
 

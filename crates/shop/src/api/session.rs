@@ -52,7 +52,7 @@ pub(crate) fn token(headers: &HeaderMap) -> Option<&str> {
 
 /// The store's key for a token.
 pub(crate) fn hash(token: &str) -> String {
-    hex(&Blake2s256::digest(token.as_bytes()))
+    hex::encode(Blake2s256::digest(token.as_bytes()))
 }
 
 /// Starts a session for `username`; returns its `Set-Cookie` value.
@@ -66,7 +66,7 @@ pub(crate) async fn start(
         tracing::error!(error = %e, "no randomness for a session token");
         ApiError::Internal
     })?;
-    let token = hex(&random);
+    let token = hex::encode(random);
     let ttl = app.config.sessions.ttl;
     let expires_at = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
     sessions::create(&app.db, &hash(&token), username, expires_at).await?;
@@ -93,16 +93,6 @@ pub(crate) fn cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValu
 /// Adds `Set-Cookie` to response headers.
 pub(crate) fn set(headers: &mut HeaderMap, value: HeaderValue) {
     headers.append(SET_COOKIE, value);
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
 }
 
 #[cfg(test)]
