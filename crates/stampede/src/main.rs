@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod gateway;
+mod shop;
 mod signal;
 
 /// mimalloc rather than glibc's allocator: a proxied request allocates and
@@ -33,6 +34,10 @@ struct Cli {
 enum Role {
     /// Run the gateway: an L7 load balancer in front of backends.
     Gateway(gateway::Args),
+    /// Run a shop node: the flash-sale API on SQLite or PostgreSQL.
+    Shop(shop::Args),
+    /// Apply the database schema and exit.
+    Migrate(shop::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +45,8 @@ fn main() -> ExitCode {
     init_logging(&cli.log);
     match cli.role {
         Role::Gateway(args) => gateway::run(args),
+        Role::Shop(args) => shop::run(args),
+        Role::Migrate(args) => shop::migrate(args),
     }
 }
 
