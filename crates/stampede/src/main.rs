@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod gateway;
 mod shop;
 mod signal;
+mod up;
 
 /// mimalloc rather than glibc's allocator: a proxied request allocates and
 /// frees dozens of small objects (headers, futures, buffers), and glibc's
@@ -38,6 +39,9 @@ enum Role {
     Shop(shop::Args),
     /// Apply the database schema and exit.
     Migrate(shop::MigrateArgs),
+    /// Run a local cluster: the gateway in front of N shop nodes, on SQLite
+    /// in a data directory (or --database-url); Ctrl-C stops it all.
+    Up(up::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Role::Gateway(args) => gateway::run(args),
         Role::Shop(args) => shop::run(args),
         Role::Migrate(args) => shop::migrate(args),
+        Role::Up(args) => up::run(args),
     }
 }
 

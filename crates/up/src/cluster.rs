@@ -1,0 +1,185 @@
+//! The start sequence of the cluster, in its one order: the schema first
+//! (one `migrate`, so that N nodes never race to create the same tables),
+//! then the shop nodes side by side, then the gateway in front of them on
+//! the addresses they reported.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::UpError;
+use crate::child::Spec;
+use crate::logline::{ADMIN, LISTENING};
+use crate::supervisor::{ChildId, Supervisor};
+use crate::token::AdminToken;
+
+/// What this cluster runs with, settled before anything starts.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) nodes: usize,
+    pub(crate) port: u16,
+    pub(crate) database_url: String,
+    pub(crate) token: AdminToken,
+    /// The data directory, absolute.
+    pub(crate) data_dir: PathBuf,
+    pub(crate) startup_timeout: Duration,
+}
+
+/// Where the started cluster answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started {
+    /// The gateway: the cluster's one public address.
+    pub(crate) gateway: SocketAddr,
+    /// The gateway's admin listener (`/metrics`, `/healthz`).
+    pub(crate) metrics: SocketAddr,
+}
+
+/// Starts every role; on an error, what did start is left to the caller
+/// to stop.
+pub(crate) async fn start(sup: &mut Supervisor, plan: &Plan) -> Result<Started, UpError> {
+    check_port(plan.port)?;
+    sup.run_once(&migrate(plan), plan.startup_timeout).await?;
+    let shops = start_shops(sup, plan).await?;
+    // The worker (`stampede worker`, still to come) starts here: after the
+    // shops, with the database URL and the admin token like them, and no
+    // address to wait for.
+    start_gateway(sup, plan, &shops).await
+}
+
+/// A clear message before anything starts when the gateway's port is
+/// taken; the gateway's own failure still covers a port taken later.
+fn check_port(port: u16) -> Result<(), UpError> {
+    if port == 0 {
+        return Ok(());
+    }
+    TcpListener::bind(("127.0.0.1", port))
+        .map(drop)
+        .map_err(|source| UpError::PortTaken { port, source })
+}
+
+fn migrate(plan: &Plan) -> Spec {
+    Spec {
+        name: "migrate".to_owned(),
+        args: strings(&["migrate", "--database-url", &plan.database_url]),
+        admin_token: None,
+    }
+}
+
+fn shop(plan: &Plan, number: usize) -> Spec {
+    let name = format!("shop-{number}");
+    Spec {
+        args: strings(&[
+            "shop",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &plan.database_url,
+            "--node-name",
+            &name,
+        ]),
+        name,
+        admin_token: Some(plan.token.secret().to_owned()),
+    }
+}
+
+fn gateway(plan: &Plan, shops: &[SocketAddr]) -> Spec {
+    let listen = format!("127.0.0.1:{}", plan.port);
+    let mut args = strings(&["gateway", "--listen", &listen]);
+    for shop in shops {
+        args.extend(strings(&["--backend", &shop.to_string()]));
+    }
+    args.extend(strings(&[
+        "--strategy",
+        "least-conn",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]));
+    Spec {
+        name: "gateway".to_owned(),
+        args,
+        admin_token: None,
+    }
+}
+
+/// Starts every shop at once, then learns their addresses.
+async fn start_shops(sup: &mut Supervisor, plan: &Plan) -> Result<Vec<SocketAddr>, UpError> {
+    let started: Vec<ChildId> = (1..=plan.nodes)
+        .map(|n| sup.start(&shop(plan, n)))
+        .collect::<Result<_, _>>()?;
+    let mut addrs = Vec::with_capacity(started.len());
+    for id in started {
+        let [addr] = sup
+            .child(id)
+            .wait_ready([LISTENING], plan.startup_timeout)
+            .await?;
+        addrs.push(addr);
+    }
+    Ok(addrs)
+}
+
+async fn start_gateway(
+    sup: &mut Supervisor,
+    plan: &Plan,
+    shops: &[SocketAddr],
+) -> Result<Started, UpError> {
+    let id = sup.start(&gateway(plan, shops))?;
+    let [gateway, metrics] = sup
+        .child(id)
+        .wait_ready([LISTENING, ADMIN], plan.startup_timeout)
+        .await?;
+    Ok(Started { gateway, metrics })
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            nodes: 2,
+            port: 0,
+            database_url: "sqlite:///d/stampede.db".to_owned(),
+            token: AdminToken::given("secret"),
+            data_dir: PathBuf::from("/d"),
+            startup_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_shops_get_the_token_and_nothing_else_does() {
+        let plan = plan();
+        let shop = shop(&plan, 2);
+        assert_eq!(shop.name, "shop-2");
+        assert_eq!(
+            shop.args.join(" "),
+            "shop --listen 127.0.0.1:0 --database-url sqlite:///d/stampede.db --node-name shop-2"
+        );
+        assert_eq!(shop.admin_token.as_deref(), Some("secret"));
+        assert!(!shop.args.iter().any(|a| a.contains("secret")));
+        assert_eq!(migrate(&plan).admin_token, None);
+        let addrs: Vec<SocketAddr> = vec![([127, 0, 0, 1], 1).into(), ([127, 0, 0, 1], 2).into()];
+        let gateway = gateway(&plan, &addrs);
+        assert_eq!(gateway.admin_token, None);
+        assert_eq!(
+            gateway.args.join(" "),
+            "gateway --listen 127.0.0.1:0 --backend 127.0.0.1:1 --backend 127.0.0.1:2 \
+             --strategy least-conn --admin-listen 127.0.0.1:0"
+        );
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("address").port();
+        let error = check_port(port).expect_err("taken");
+        assert!(
+            error.to_string().contains(&format!("port {port}")),
+            "{error}"
+        );
+        assert!(check_port(0).is_ok());
+    }
+}
