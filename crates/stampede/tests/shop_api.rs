@@ -357,7 +357,10 @@ async fn refusals_carry_their_codes_in_the_contracts_order() {
 async fn malformed_orders_are_refused_with_the_error_body() {
     let (cluster, _) = shop().await;
     let mut api = logged_in(&cluster, "u0").await;
-    let huge = format!("{{\"sku\": \"{}\", \"quantity\": 1}}", "x".repeat(8192));
+    let huge = format!(
+        "{{\"sku\": \"{}\", \"quantity\": 1}}",
+        "x".repeat(256 * 1024)
+    );
     let json = "application/json";
     for (body, content_type, status, code) in [
         ("{\"sku\": ", json, 400, "invalid"),

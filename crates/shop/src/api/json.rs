@@ -4,12 +4,15 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::response::Response;
+use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -53,14 +56,53 @@ impl<T: DeserializeOwned, L: Limit> FromRequest<Arc<App>> for Json<T, L> {
         if !is_json(request.headers().get(CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let limit = L::bytes(app);
-        let bytes = to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+        let bytes = collect(request.into_body(), L::bytes(app)).await?;
         let value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::Invalid(format!("malformed JSON body: {e}")))?;
         Ok(Self(value, PhantomData))
     }
+}
+
+/// The whole body, or `413` once it grows past `limit`.
+async fn collect(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::Invalid(format!("the request body could not be read: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buffer.len() + data.len() > limit {
+            linger(body).await;
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer.freeze())
+}
+
+/// Most of an oversized body read and thrown away before answering `413`.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// How long an oversized body is read and thrown away, at most.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// Reads and discards the rest of an oversized body (within bounds), as
+/// nginx's lingering close does: a server that answers and closes while
+/// the client (or the gateway) is still sending makes the kernel reset
+/// the connection, and the reset destroys the `413` before it is read.
+async fn linger(mut body: Body) {
+    let drain = async {
+        let mut left = LINGER_BYTES;
+        while let Some(Ok(frame)) = body.frame().await {
+            let size = frame.data_ref().map_or(0, Bytes::len);
+            if size >= left {
+                return;
+            }
+            left -= size;
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// `application/json`, with or without parameters such as a charset.
