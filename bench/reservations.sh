@@ -132,43 +132,8 @@ build() {
 
 # ---------------------------------------------------------- quiet machine
 
-# Busy ticks of the whole machine (all CPUs) from /proc/stat: everything
-# except idle and iowait.
-system_busy_ticks() {
-  awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
-}
-
-# Waits until nobody else is compiling and the machine is idle apart from
-# us, as bench/gateway.sh does: no cargo/rustc/linker process and at most
-# BUSY_MAX cores busy over a 1-second sample (the load average lags a
-# minute behind our own previous run, so it is printed, not used). Sets
-# QUIET=yes, or QUIET=no after QUIET_WAIT_MAX seconds (the run is then
-# measured anyway and flagged).
-wait_quiet() {
-  local waited=0 builders busy0 busy1 busy load1
-  while :; do
-    load1=$(cut -d' ' -f1 /proc/loadavg)
-    builders=$(ps -eo pid=,comm= | awk '$2 ~ /^(cargo|rustc|cc|ld|ld\.lld|rust-lld|clippy-driver)$/ {printf "%s(%s) ", $2, $1}')
-    busy0=$(system_busy_ticks)
-    sleep 1
-    busy1=$(system_busy_ticks)
-    busy=$(awk -v a="$busy0" -v b="$busy1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
-    if [[ -z $builders ]] && awk -v b="$busy" -v m="$BUSY_MAX" 'BEGIN {exit !(b <= m)}'; then
-      QUIET=yes
-      LOAD1=$load1
-      return 0
-    fi
-    if ((waited >= QUIET_WAIT_MAX)); then
-      warn "machine still busy after ${QUIET_WAIT_MAX}s (builders: ${builders:-none}; CPU ${busy} cores; load1 $load1): measuring anyway, run flagged noisy"
-      QUIET=no
-      LOAD1=$load1
-      return 0
-    fi
-    log "waiting for a quiet machine (builders: ${builders:-none}; CPU ${busy} cores; load1 $load1)"
-    sleep 10
-    waited=$((waited + 11))
-  done
-}
+# shellcheck source=lib/quiet.sh
+source "$SCRIPT_DIR/lib/quiet.sh"
 
 # ------------------------------------------------------------- measuring
 

@@ -7,7 +7,7 @@
 //!
 //! Every reservation of a sku must read and decrement the same row. Done
 //! one transaction per request, buyers queue on that row's lock and each
-//! pays a full durable commit: about 2,000 reservations a second on
+//! pays a full durable commit: about 1,500 reservations a second on
 //! PostgreSQL, however many nodes there are.
 //!
 //! # The design: group commit
