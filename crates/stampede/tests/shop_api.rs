@@ -470,6 +470,44 @@ async fn orders_are_paid_or_cancelled_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_overloaded() {
+    let (cluster, _) = shop_with("[orders]\nmax_batch = 1\nmax_waiting = 1").await;
+    let buyers = [
+        logged_in(&cluster, "u0").await,
+        logged_in(&cluster, "u1").await,
+        logged_in(&cluster, "u2").await,
+    ];
+    // Another writer holds the database, so the first batch waits on it.
+    let mut blocker = cluster
+        .db
+        .db
+        .begin_write()
+        .await
+        .expect("take the write lock");
+    sqlx::query("UPDATE products SET name = name")
+        .execute(&mut *blocker)
+        .await
+        .expect("write");
+    let mut waiting = Vec::new();
+    for buyer in &buyers[..2] {
+        let mut buyer = buyer.clone();
+        waiting.push(tokio::spawn(async move {
+            buyer.order("VAX-001", 1, None).await
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let shed = buyers[2].clone().order("VAX-001", 1, None).await;
+    assert_error(&shed, 503, "overloaded");
+    assert_eq!(shed.header("retry-after").as_deref(), Some("1"));
+
+    blocker.rollback().await.expect("release the lock");
+    for task in waiting {
+        let reply = task.await.expect("order task");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness() {
     let (cluster, _) = shop().await;
     let mut api = cluster.api();
