@@ -467,6 +467,8 @@ children_ticks() {
 
 # shellcheck source=lib/quiet.sh
 source "$SCRIPT_DIR/lib/quiet.sh"
+# shellcheck source=lib/publish.sh
+source "$SCRIPT_DIR/lib/publish.sh"
 
 # ------------------------------------------------------------- measuring
 
@@ -713,36 +715,9 @@ main() {
     } END { for (s in c) printf "%s%s=%d", (n++ ? " " : ""), s, c[s] }' "$TMP/stampede-metrics.txt")
   [[ -z $statuses ]] || log "stampede /metrics requests by status (whole run incl. warm-ups): $statuses"
 
-  local summary
-  summary=$(summarize)
-  mkdir -p "$OUT_DIR"
-  local out_file
-  out_file="$OUT_DIR/gateway-$(date +%F).md"
-  [[ -e $out_file ]] && out_file="$OUT_DIR/gateway-$(date +%F-%H%M%S).md"
-  {
-    echo "# Gateway benchmark, $(date '+%F %H:%M %Z')"
-    echo
-    echo "Command: \`$0\` (DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS WARMUP=$WARMUP)"
-    echo
-    machine_facts
-    echo
-    report "$summary"
-    echo
-    echo "Raw runs (round, target, req/s, p50 ms, p99 ms, CPU s/10k, RSS MiB, requests, non-2xx, socket errors, balancer CPU s, backend CPU s, wrk CPU s, other CPU s, load1, quiet):"
-    echo
-    echo '```'
-    cat "$RAW"
-    echo '```'
-  } >"$out_file"
-
-  echo
-  echo "# machine"
-  machine_facts
-  echo
-  echo "# result"
-  report "$summary"
-  echo
-  log "written to $out_file"
+  publish gateway "Gateway benchmark" \
+    "DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS WARMUP=$WARMUP" \
+    "round, target, req/s, p50 ms, p99 ms, CPU s/10k, RSS MiB, requests, non-2xx, socket errors, balancer CPU s, backend CPU s, wrk CPU s, other CPU s, load1, quiet"
 }
 
 main "$@"

@@ -134,6 +134,8 @@ build() {
 
 # shellcheck source=lib/quiet.sh
 source "$SCRIPT_DIR/lib/quiet.sh"
+# shellcheck source=lib/publish.sh
+source "$SCRIPT_DIR/lib/publish.sh"
 
 # ------------------------------------------------------------- measuring
 
@@ -308,35 +310,9 @@ main() {
     done
   done
 
-  local summary out_file
-  summary=$(summarize)
-  mkdir -p "$OUT_DIR"
-  out_file="$OUT_DIR/reservations-$(date +%F).md"
-  [[ -e $out_file ]] && out_file="$OUT_DIR/reservations-$(date +%F-%H%M%S).md"
-  {
-    echo "# Reservation benchmark, $(date '+%F %H:%M %Z')"
-    echo
-    echo "Command: \`$0\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP PLAIN_CLIENTS=$PLAIN_CLIENTS GROUPED_CLIENTS=$GROUPED_CLIENTS MAX_BATCH=${MAX_BATCH:-default})"
-    echo
-    machine_facts
-    echo
-    report "$summary"
-    echo
-    echo "Raw runs (round, engine, method, clients, reservations/s, p50 ms, p99 ms, max ms, mean batch, quiet, load1):"
-    echo
-    echo '```'
-    cat "$RAW"
-    echo '```'
-  } >"$out_file"
-
-  echo
-  echo "# machine"
-  machine_facts
-  echo
-  echo "# result"
-  report "$summary"
-  echo
-  log "written to $out_file"
+  publish reservations "Reservation benchmark" \
+    "ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP PLAIN_CLIENTS=$PLAIN_CLIENTS GROUPED_CLIENTS=$GROUPED_CLIENTS MAX_BATCH=${MAX_BATCH:-default}" \
+    "round, engine, method, clients, reservations/s, p50 ms, p99 ms, max ms, mean batch, quiet, load1"
 }
 
 main "$@"
