@@ -8,6 +8,7 @@
 //!
 //! [`store_tests!`] turns one async test body into a test per engine.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -50,9 +51,14 @@ impl TestDb {
     /// (with a message saying so) when the variable is not set.
     pub async fn postgres() -> Option<Self> {
         let Ok(admin_url) = std::env::var("DATABASE_URL") else {
-            eprintln!(
-                "SKIPPED: this PostgreSQL test needs DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test); \
-                 .ci/run sets it, and then the test fails if the server is unreachable"
+            // Written to the stderr handle itself, not with `eprintln!`,
+            // which the test harness captures and hides for passing tests.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {}: this PostgreSQL test needs DATABASE_URL (e.g. \
+                 postgres://postgres@127.0.0.1:5432/test); .ci/run sets it, and then the test \
+                 fails if the server is unreachable",
+                std::thread::current().name().unwrap_or("a test")
             );
             return None;
         };
