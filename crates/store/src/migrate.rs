@@ -15,7 +15,10 @@ use sqlx::Row;
 use crate::{Db, Dialect, StoreError, now_ms};
 
 /// Every migration, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "shop", include_str!("migrations/0001_shop.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "shop", include_str!("migrations/0001_shop.sql")),
+    (2, "jobs", include_str!("migrations/0002_jobs.sql")),
+];
 
 /// An arbitrary constant that names stampede's migration lock among the
 /// advisory locks other applications of the same database may take.

@@ -1,0 +1,171 @@
+//! The queue's guarantees, one suite run on SQLite and on PostgreSQL.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use stampede_jobs::queue::{self, Retry};
+use stampede_jobs::{Backoff, JobError, NewJob, lease};
+use stampede_store::{Db, now_ms};
+use stampede_testkit::store_tests;
+
+async fn enqueue(db: &Db, job: NewJob) -> String {
+    queue::enqueue(db.pool(), &job)
+        .await
+        .expect("enqueue")
+        .expect("a new job")
+}
+
+async fn claim_one(db: &Db, worker: &str) -> queue::Job {
+    let mut jobs = queue::claim(db, &["default"], worker, 1)
+        .await
+        .expect("claim");
+    jobs.pop().expect("a ready job")
+}
+
+/// Makes every running job look silent for a minute.
+async fn age_heartbeats(db: &Db) {
+    sqlx::query("UPDATE jobs SET heartbeat_at = heartbeat_at - 60000")
+        .execute(db.pool())
+        .await
+        .expect("age heartbeats");
+}
+
+store_tests! {
+    async fn an_enqueue_rolls_back_with_its_transaction(t) {
+        let mut tx = t.db.begin_write().await.expect("begin");
+        queue::enqueue(&mut *tx, &NewJob::new("default", "noop", "{}")).await.expect("enqueue");
+        tx.rollback().await.expect("rollback");
+        assert!(queue::claim(&t.db, &["default"], "w", 10).await.expect("claim").is_empty());
+
+        let mut tx = t.db.begin_write().await.expect("begin");
+        queue::enqueue(&mut *tx, &NewJob::new("default", "noop", "{}")).await.expect("enqueue");
+        tx.commit().await.expect("commit");
+        assert_eq!(queue::claim(&t.db, &["default"], "w", 10).await.expect("claim").len(), 1);
+    }
+
+    async fn claims_take_the_best_ready_jobs_of_their_queues(t) {
+        let later = NewJob { run_at: Some(now_ms() + 60_000), ..NewJob::new("default", "later", "") };
+        enqueue(&t.db, later).await;
+        enqueue(&t.db, NewJob { priority: 5, ..NewJob::new("default", "low", "") }).await;
+        enqueue(&t.db, NewJob { priority: 1, ..NewJob::new("default", "high", "") }).await;
+        enqueue(&t.db, NewJob::new("other", "elsewhere", "")).await;
+        let kinds: Vec<String> = queue::claim(&t.db, &["default"], "w", 10).await.expect("claim").into_iter().map(|j| j.kind).collect();
+        assert_eq!(kinds, ["high", "low"], "by priority; not the future job, not another queue");
+        let other = queue::claim(&t.db, &["other", "default"], "w", 10).await.expect("claim");
+        assert_eq!((other.len(), other[0].attempt), (1, 1));
+    }
+
+    async fn concurrent_claimers_never_share_a_job(t) {
+        for i in 0..200 {
+            enqueue(&t.db, NewJob::new("default", "noop", i.to_string())).await;
+        }
+        let db = Arc::new(t.db.clone());
+        let claimers: Vec<_> = (0..8)
+            .map(|w| {
+                let db = Arc::clone(&db);
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let jobs = queue::claim(&db, &["default"], &format!("w{w}"), 7).await.expect("claim");
+                        if jobs.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(jobs.into_iter().map(|j| j.id));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for claimer in claimers {
+            all.extend(claimer.await.expect("claimer"));
+        }
+        let distinct: HashSet<&String> = all.iter().collect();
+        assert_eq!((all.len(), distinct.len()), (200, 200), "every job claimed exactly once");
+    }
+
+    async fn a_stale_attempt_cannot_report(t) {
+        let id = enqueue(&t.db, NewJob::new("default", "noop", "")).await;
+        let first = claim_one(&t.db, "stalled").await;
+        age_heartbeats(&t.db).await;
+        assert_eq!(queue::reclaim(&t.db, 30_000).await.expect("reclaim"), 1);
+        let second = claim_one(&t.db, "fresh").await;
+        assert_eq!((second.id.as_str(), second.attempt), (id.as_str(), 2));
+
+        for stale in [
+            queue::heartbeat(t.db.pool(), &first).await,
+            queue::complete(t.db.pool(), &first).await,
+            queue::release(t.db.pool(), &first).await,
+            queue::fail(t.db.pool(), &first, "late", &Backoff::default()).await.map(drop),
+        ] {
+            assert!(matches!(stale, Err(JobError::Fenced { attempt: 1, .. })), "{stale:?}");
+        }
+        queue::complete(t.db.pool(), &second).await.expect("the current attempt completes");
+        assert_eq!(queue::state(&t.db, &id).await.expect("state"), Some(("completed".into(), 2)));
+        assert!(matches!(queue::complete(t.db.pool(), &second).await, Err(JobError::Fenced { .. })), "only once");
+    }
+
+    async fn a_completion_rolls_back_with_the_effects_it_fenced(t) {
+        let id = enqueue(&t.db, NewJob::new("default", "noop", "")).await;
+        let job = claim_one(&t.db, "w").await;
+        let mut tx = t.db.begin_write().await.expect("begin");
+        queue::complete(&mut *tx, &job).await.expect("complete");
+        tx.rollback().await.expect("rollback");
+        assert_eq!(queue::state(&t.db, &id).await.expect("state"), Some(("running".into(), 1)));
+    }
+
+    async fn failures_back_off_then_die(t) {
+        let id = enqueue(&t.db, NewJob { max_attempts: 2, ..NewJob::new("default", "flaky", "") }).await;
+        let job = claim_one(&t.db, "w").await;
+        let before = now_ms();
+        let retry = queue::fail(t.db.pool(), &job, "boom", &Backoff::default()).await.expect("fail");
+        let Retry::At(at) = retry else { panic!("expected a retry, got {retry:?}") };
+        assert!((before + 500..=now_ms() + 1000).contains(&at), "backoff of 0.5-1 s: {}", at - before);
+        assert!(queue::claim(&t.db, &["default"], "w", 1).await.expect("claim").is_empty(), "not before run_at");
+
+        sqlx::query("UPDATE jobs SET run_at = 0").execute(t.db.pool()).await.expect("skip the wait");
+        let job = claim_one(&t.db, "w").await;
+        assert_eq!(job.attempt, 2);
+        let retry = queue::fail(t.db.pool(), &job, "boom again", &Backoff::default()).await.expect("fail");
+        assert_eq!(retry, Retry::Dead);
+        assert_eq!(queue::state(&t.db, &id).await.expect("state"), Some(("dead".into(), 2)));
+    }
+
+    async fn a_silent_last_attempt_is_dead_and_a_release_keeps_the_budget(t) {
+        let lost = enqueue(&t.db, NewJob { max_attempts: 1, ..NewJob::new("default", "lost", "") }).await;
+        claim_one(&t.db, "w").await;
+        age_heartbeats(&t.db).await;
+        queue::reclaim(&t.db, 30_000).await.expect("reclaim");
+        assert_eq!(queue::state(&t.db, &lost).await.expect("state"), Some(("dead".into(), 1)));
+
+        let kept = enqueue(&t.db, NewJob { max_attempts: 1, ..NewJob::new("default", "kept", "") }).await;
+        let job = claim_one(&t.db, "w").await;
+        queue::heartbeat(t.db.pool(), &job).await.expect("heartbeat");
+        queue::release(t.db.pool(), &job).await.expect("release");
+        let again = claim_one(&t.db, "w").await;
+        assert_eq!((again.id.as_str(), again.attempt, again.max_attempts), (kept.as_str(), 2, 2));
+    }
+
+    async fn a_unique_key_is_enqueued_once(t) {
+        let tick = NewJob { unique_key: Some("cron:expire:42".into()), ..NewJob::new("default", "expire", "") };
+        assert!(queue::enqueue(t.db.pool(), &tick).await.expect("enqueue").is_some());
+        assert!(queue::enqueue(t.db.pool(), &tick).await.expect("enqueue").is_none());
+        let racing = NewJob { unique_key: Some("k".into()), ..tick.clone() };
+        let (a, b) = tokio::join!(queue::enqueue(t.db.pool(), &racing), queue::enqueue(t.db.pool(), &racing));
+        assert_eq!([a.expect("a"), b.expect("b")].iter().filter(|r| r.is_some()).count(), 1);
+    }
+
+    async fn a_lease_has_one_holder_and_growing_tokens(t) {
+        let first = lease::acquire(&t.db, "scheduler", "a", 60_000).await.expect("acquire").expect("free");
+        assert_eq!(first.token, 1);
+        assert!(lease::acquire(&t.db, "scheduler", "b", 60_000).await.expect("acquire").is_none());
+        assert!(lease::renew(&t.db, &first, 60_000).await.expect("renew"));
+        lease::release(&t.db, &first).await.expect("release");
+        let second = lease::acquire(&t.db, "scheduler", "b", 1).await.expect("acquire").expect("released");
+        assert_eq!(second.token, 2);
+        assert!(!lease::renew(&t.db, &first, 60_000).await.expect("renew"), "the old holder lost it");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let third = lease::acquire(&t.db, "scheduler", "a", 60_000).await.expect("acquire").expect("lapsed");
+        assert_eq!(third.token, 3);
+        assert!(!lease::renew(&t.db, &second, 60_000).await.expect("renew"));
+    }
+}
