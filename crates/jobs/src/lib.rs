@@ -30,11 +30,19 @@
 //!
 //! - [`queue`]: enqueue, claim, report, reclaim.
 //! - [`backoff`]: how long a failed job waits before its next attempt.
+//! - [`handler`]: what a worker runs for each job kind.
+//! - [`schedule`]: periodic jobs, once per tick across every worker.
 //! - [`lease`]: named leases with fencing tokens, for single-runner work.
+//!
+//! The runtime that claims and runs jobs is the `stampede-worker` crate.
 
 pub mod backoff;
+pub mod handler;
 pub mod lease;
 pub mod queue;
+pub mod schedule;
 
 pub use backoff::Backoff;
+pub use handler::{BoxFuture, Handler};
 pub use queue::{Job, JobError, NewJob, Retry};
+pub use schedule::Schedule;

@@ -12,6 +12,8 @@
 //!   error bodies they share.
 //! - [`catalog`]: the per-node product cache that is also the sold-out flag.
 //! - [`passwords`]: argon2id hashing off the async threads.
+//! - [`jobs`]: the shop's background jobs (payment, confirmation, expiry),
+//!   run by `stampede worker`.
 //! - The reservation path itself is the `stampede-inventory` crate.
 
 use std::future::Future;
@@ -26,6 +28,7 @@ use tokio::net::TcpListener;
 mod api;
 pub mod catalog;
 pub mod config;
+pub mod jobs;
 pub mod passwords;
 
 pub use config::{Config, Flags};

@@ -12,6 +12,7 @@ mod gateway;
 mod shop;
 mod signal;
 mod up;
+mod worker;
 
 /// mimalloc rather than glibc's allocator: a proxied request allocates and
 /// frees dozens of small objects (headers, futures, buffers), and glibc's
@@ -39,6 +40,9 @@ enum Role {
     Shop(shop::Args),
     /// Apply the database schema and exit.
     Migrate(shop::MigrateArgs),
+    /// Run a worker: the shop's background jobs (payment, confirmation,
+    /// expiry of unpaid reservations) and their schedules.
+    Worker(worker::Args),
     /// Run a local cluster: the gateway in front of N shop nodes, on SQLite
     /// in a data directory (or --database-url); Ctrl-C stops it all.
     Up(up::Args),
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Role::Gateway(args) => gateway::run(args),
         Role::Shop(args) => shop::run(args),
         Role::Migrate(args) => shop::migrate(args),
+        Role::Worker(args) => worker::run(args),
         Role::Up(args) => up::run(args),
     }
 }

@@ -94,14 +94,14 @@ pub(crate) fn migrate(args: MigrateArgs) -> ExitCode {
     exit_code("migrate", done)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")
 }
 
-fn exit_code(role: &str, result: anyhow::Result<()>) -> ExitCode {
+pub(crate) fn exit_code(role: &str, result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -18,6 +18,7 @@ use crate::{Db, Dialect, StoreError, now_ms};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "shop", include_str!("migrations/0001_shop.sql")),
     (2, "jobs", include_str!("migrations/0002_jobs.sql")),
+    (3, "payments", include_str!("migrations/0003_payments.sql")),
 ];
 
 /// An arbitrary constant that names stampede's migration lock among the

@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use crate::{Db, StoreError, now_ms};
 
@@ -161,62 +161,201 @@ pub enum Transition {
     Refused(Order),
 }
 
-/// `reserved -> paying`, if the reservation has not lapsed.
+/// `reserved -> paying`, if the reservation has not lapsed, inside the
+/// caller's transaction (which enqueues the payment job with it).
 pub async fn start_payment(
-    db: &Db,
+    tx: &mut AnyConnection,
     order_id: &str,
     username: &str,
 ) -> Result<Transition, StoreError> {
-    let now = now_ms();
     let done = sqlx::query(
         "UPDATE orders SET status = 'paying', updated_at = $3
          WHERE order_id = $1 AND username = $2 AND status = 'reserved' AND expires_at > $3",
     )
     .bind(order_id)
     .bind(username)
-    .bind(now)
-    .execute(db.pool())
+    .bind(now_ms())
+    .execute(&mut *tx)
     .await?;
-    settle(db, order_id, username, done.rows_affected() == 1).await
+    settle(tx, order_id, username, done.rows_affected() == 1).await
 }
 
 /// `reserved -> cancelled`, returning the order's units to stock in the
 /// same transaction.
 pub async fn cancel(db: &Db, order_id: &str, username: &str) -> Result<Transition, StoreError> {
     let mut tx = db.begin_write().await?;
-    let row = sqlx::query(
-        "UPDATE orders SET status = 'cancelled', updated_at = $3
-         WHERE order_id = $1 AND username = $2 AND status = 'reserved'
+    let moved = move_and_restock(
+        &mut tx,
+        "UPDATE orders SET status = 'cancelled', updated_at = $2
+         WHERE order_id = $1 AND username = $3 AND status = 'reserved'
          RETURNING sku, quantity",
+        order_id,
+        Some(username),
     )
-    .bind(order_id)
-    .bind(username)
-    .bind(now_ms())
-    .fetch_optional(&mut *tx)
     .await?;
-    if let Some(row) = &row {
+    let transition = settle(&mut tx, order_id, username, moved).await?;
+    tx.commit().await?;
+    Ok(transition)
+}
+
+/// Runs `sql` — an `UPDATE` of orders with `$1` the order id, `$2` now and
+/// `$3` (if given) the username, `RETURNING sku, quantity` — and gives the
+/// returned units back to their products. True if an order moved.
+async fn move_and_restock(
+    tx: &mut AnyConnection,
+    sql: &'static str,
+    order_id: &str,
+    username: Option<&str>,
+) -> Result<bool, StoreError> {
+    let mut query = sqlx::query(sql).bind(order_id).bind(now_ms());
+    if let Some(username) = username {
+        query = query.bind(username);
+    }
+    let rows = query.fetch_all(&mut *tx).await?;
+    restock(tx, &rows).await?;
+    Ok(!rows.is_empty())
+}
+
+/// Adds the `(sku, quantity)` of `rows` back to stock, one `UPDATE` per sku.
+async fn restock(tx: &mut AnyConnection, rows: &[AnyRow]) -> Result<(), StoreError> {
+    let mut per_sku: Vec<(String, i64)> = Vec::new();
+    for row in rows {
         let (sku, quantity): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+        match per_sku.iter_mut().find(|(s, _)| *s == sku) {
+            Some((_, total)) => *total += quantity,
+            None => per_sku.push((sku, quantity)),
+        }
+    }
+    for (sku, quantity) in per_sku {
         sqlx::query("UPDATE products SET stock_left = stock_left + $2 WHERE sku = $1")
             .bind(sku)
             .bind(quantity)
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
-    settle(db, order_id, username, row.is_some()).await
+    Ok(())
 }
 
 async fn settle(
-    db: &Db,
+    tx: &mut AnyConnection,
     order_id: &str,
     username: &str,
     moved: bool,
 ) -> Result<Transition, StoreError> {
-    Ok(match get_for_user(db, order_id, username).await? {
+    let row = sqlx::query(select!("WHERE order_id = $1 AND username = $2"))
+        .bind(order_id)
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(match row.as_ref().map(from_row).transpose()? {
         None => Transition::NotFound,
         Some(order) if moved => Transition::Done(order),
         Some(order) => Transition::Refused(order),
     })
+}
+
+/// What the payment provider said about an order's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentResult<'a> {
+    /// Charged: `paying -> paid`, and one charge row with this token.
+    Charged(&'a str),
+    /// Declined: `paying -> payment_failed`, and the units go back on sale.
+    Declined,
+}
+
+/// Applies a payment's result to an order that is still `paying`; false
+/// if it was not (already settled by an earlier run of the job), in which
+/// case nothing changes — so however often the job runs, an order is
+/// charged at most once.
+pub async fn settle_payment(
+    db: &Db,
+    order_id: &str,
+    result: PaymentResult<'_>,
+) -> Result<bool, StoreError> {
+    let mut tx = db.begin_write().await?;
+    let moved = match result {
+        PaymentResult::Declined => {
+            move_and_restock(
+                &mut tx,
+                "UPDATE orders SET status = 'payment_failed', updated_at = $2
+                 WHERE order_id = $1 AND status = 'paying' RETURNING sku, quantity",
+                order_id,
+                None,
+            )
+            .await?
+        }
+        PaymentResult::Charged(token) => charge(&mut tx, order_id, token).await?,
+    };
+    tx.commit().await?;
+    Ok(moved)
+}
+
+async fn charge(tx: &mut AnyConnection, order_id: &str, token: &str) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let paid = sqlx::query(
+        "UPDATE orders SET status = 'paid', updated_at = $2 WHERE order_id = $1 AND status = 'paying'",
+    )
+    .bind(order_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if paid.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO charges (order_id, amount_cents, token, charged_at)
+         SELECT o.order_id, o.quantity * p.price_cents, $2, $3
+         FROM orders o JOIN products p ON p.sku = o.sku WHERE o.order_id = $1
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(token)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(true)
+}
+
+/// `paid -> confirmed`; false if the order was not `paid`.
+pub async fn confirm(db: &Db, order_id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE orders SET status = 'confirmed', updated_at = $2 WHERE order_id = $1 AND status = 'paid'",
+    )
+    .bind(order_id)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Expires up to `limit` reservations whose `expires_at` has passed and
+/// gives their units back; returns how many expired.
+pub async fn expire_due(db: &Db, limit: i64) -> Result<u64, StoreError> {
+    let mut tx = db.begin_write().await?;
+    let now = now_ms();
+    let rows = sqlx::query(
+        "UPDATE orders SET status = 'expired', updated_at = $1
+         WHERE order_id IN (
+             SELECT order_id FROM orders WHERE status = 'reserved' AND expires_at <= $1 LIMIT $2)
+         AND status = 'reserved'
+         RETURNING sku, quantity",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    restock(&mut tx, &rows).await?;
+    tx.commit().await?;
+    Ok(rows.len() as u64)
+}
+
+/// Charges recorded for an order (0 or 1), for the invariant checks.
+pub async fn charges(db: &Db, order_id: &str) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COUNT(*) FROM charges WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(row.try_get(0)?)
 }
 
 /// A remembered `201`: the fingerprint of the request it answered and the

@@ -115,12 +115,14 @@ store_tests! {
         }
         order(&t.db, "ord_3", "a", "P-1", now_ms() - 1).await;
 
-        let paying = orders::start_payment(&t.db, "ord_1", "a").await.expect("pay");
+        let mut tx = t.db.begin_write().await.expect("begin");
+        let paying = orders::start_payment(&mut tx, "ord_1", "a").await.expect("pay");
         assert!(matches!(&paying, Transition::Done(o) if o.status == OrderStatus::Paying), "{paying:?}");
-        let again = orders::start_payment(&t.db, "ord_1", "a").await.expect("pay");
+        let again = orders::start_payment(&mut tx, "ord_1", "a").await.expect("pay");
         assert!(matches!(again, Transition::Refused(_)), "{again:?}");
-        let lapsed = orders::start_payment(&t.db, "ord_3", "a").await.expect("pay");
+        let lapsed = orders::start_payment(&mut tx, "ord_3", "a").await.expect("pay");
         assert!(matches!(&lapsed, Transition::Refused(o) if o.status == OrderStatus::Reserved), "{lapsed:?}");
+        tx.commit().await.expect("commit");
         let theirs = orders::cancel(&t.db, "ord_2", "b").await.expect("cancel");
         assert_eq!(theirs, Transition::NotFound, "another user's order is not found");
 

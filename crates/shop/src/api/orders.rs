@@ -11,8 +11,9 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use stampede_inventory::{Idempotency, Outcome, Refusal, Reservation, ReserveError};
+
 use stampede_store::orders::{self, Transition};
-use stampede_store::{OrderStatus, now_ms};
+use stampede_store::{OrderStatus, StoreError, now_ms};
 
 use super::error::ApiError;
 use super::json::{self, Json};
@@ -165,7 +166,16 @@ pub(crate) async fn pay(
             "payment_token must be 1 to 255 characters".into(),
         ));
     }
-    match orders::start_payment(&app.db, &order_id, &username).await? {
+    // The order moves to `paying` and its payment job is enqueued in one
+    // transaction: both happen, or neither.
+    let mut tx = app.db.begin_write().await?;
+    let transition = orders::start_payment(&mut tx, &order_id, &username).await?;
+    if let Transition::Done(_) = transition {
+        let job = crate::jobs::payment(&order_id, &payment.payment_token);
+        stampede_jobs::queue::enqueue(&mut *tx, &job).await?;
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    match transition {
         Transition::Done(_) => Ok(json::response(
             StatusCode::ACCEPTED,
             &json!({ "status": "paying" }),

@@ -85,6 +85,45 @@ impl ShopNode {
     }
 }
 
+/// A running `stampede worker`, killed when dropped.
+#[derive(Debug)]
+pub(crate) struct WorkerProcess {
+    process: Process,
+}
+
+impl WorkerProcess {
+    /// Starts a worker on `database_url` named `name` with more `args`.
+    pub(crate) async fn start(database_url: &str, name: &str, args: &[&str]) -> WorkerProcess {
+        let mut command = stampede("worker");
+        command
+            .args(["--database-url", database_url, "--name", name])
+            .args(args);
+        let mut process = Process::spawn(command, name);
+        process.line_after("stampede worker running").await;
+        WorkerProcess { process }
+    }
+
+    /// Kills the worker at once (SIGKILL), as a crash would.
+    pub(crate) fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Sends SIGTERM.
+    pub(crate) fn terminate(&self) {
+        self.process.terminate();
+    }
+
+    /// Waits for the worker to exit.
+    pub(crate) async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.process.wait_exit(limit).await
+    }
+
+    /// Everything the worker wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+}
+
 /// N shop nodes on one database behind one gateway (round-robin).
 #[derive(Debug)]
 pub(crate) struct Cluster {

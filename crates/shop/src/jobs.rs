@@ -1,0 +1,177 @@
+//! The shop's background jobs: payment, confirmation and the expiry of
+//! unpaid reservations. The shop defines them (as a Django app defines its
+//! Celery tasks); `stampede worker` runs them with the `stampede-worker`
+//! runtime.
+//!
+//! Every effect is a conditional state change, so running a job twice
+//! changes nothing the second time: a payment settles only an order that is
+//! still `paying` (and its charge row has the order id as primary key), a
+//! confirmation only a `paid` one, an expiry only a `reserved` one past its
+//! time. That is what makes at-least-once delivery safe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stampede_jobs::{BoxFuture, Handler, Job, NewJob, Schedule, queue};
+use stampede_store::Db;
+use stampede_store::orders::{self, PaymentResult};
+
+/// The queue payments and confirmations wait in.
+pub const PAYMENTS_QUEUE: &str = "payments";
+
+/// The queue housekeeping jobs wait in.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Every queue the shop's jobs use, for workers to claim from.
+pub const QUEUES: [&str; 2] = [PAYMENTS_QUEUE, DEFAULT_QUEUE];
+
+const PAYMENT: &str = "payment";
+const CONFIRM: &str = "confirm";
+const EXPIRE: &str = "expire_reservations";
+
+/// How long the `tok_slow` test token takes to pay.
+const SLOW_PAYMENT: Duration = Duration::from_secs(2);
+
+/// Expired reservations handled per transaction.
+const EXPIRE_BATCH: i64 = 1_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PaymentPayload {
+    order_id: String,
+    token: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OrderPayload {
+    order_id: String,
+}
+
+/// The job that charges `token` for `order_id`.
+pub fn payment(order_id: &str, token: &str) -> NewJob {
+    let payload = PaymentPayload {
+        order_id: order_id.to_owned(),
+        token: token.to_owned(),
+    };
+    NewJob::new(PAYMENTS_QUEUE, PAYMENT, to_json(&payload))
+}
+
+/// The job that confirms a paid order; one per order, ever.
+fn confirmation(order_id: &str) -> NewJob {
+    let payload = OrderPayload {
+        order_id: order_id.to_owned(),
+    };
+    NewJob {
+        unique_key: Some(format!("confirm:{order_id}")),
+        ..NewJob::new(PAYMENTS_QUEUE, CONFIRM, to_json(&payload))
+    }
+}
+
+/// The handlers of every shop job, over `db`.
+pub fn handlers(db: &Db) -> Vec<Arc<dyn Handler>> {
+    vec![
+        Arc::new(Payment { db: db.clone() }),
+        Arc::new(Confirm { db: db.clone() }),
+        Arc::new(Expire { db: db.clone() }),
+    ]
+}
+
+/// The shop's periodic jobs: expiring unpaid reservations every `every`.
+pub fn schedules(every: Duration) -> Vec<Schedule> {
+    vec![Schedule {
+        name: EXPIRE.to_owned(),
+        every,
+        job: NewJob::new(DEFAULT_QUEUE, EXPIRE, "{}"),
+    }]
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(job: &Job) -> Result<T, String> {
+    serde_json::from_str(&job.payload).map_err(|e| format!("bad payload for {}: {e}", job.kind))
+}
+
+/// Charges the order's token: `tok_ok` pays, `tok_slow` pays after two
+/// seconds, anything else (`tok_fail`) is declined and the stock returns.
+struct Payment {
+    db: Db,
+}
+
+impl Handler for Payment {
+    fn kind(&self) -> &'static str {
+        PAYMENT
+    }
+
+    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let p: PaymentPayload = parse(job)?;
+            let result = match p.token.as_str() {
+                "tok_ok" => PaymentResult::Charged(&p.token),
+                "tok_slow" => {
+                    tokio::time::sleep(SLOW_PAYMENT).await;
+                    PaymentResult::Charged(&p.token)
+                }
+                _ => PaymentResult::Declined,
+            };
+            orders::settle_payment(&self.db, &p.order_id, result)
+                .await
+                .map_err(|e| e.to_string())?;
+            if matches!(result, PaymentResult::Charged(_)) {
+                // Enqueued even when this run found the order already paid:
+                // an earlier run may have died between the two steps. The
+                // unique key keeps it to one job per order.
+                queue::enqueue(self.db.pool(), &confirmation(&p.order_id))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Confirms a paid order.
+struct Confirm {
+    db: Db,
+}
+
+impl Handler for Confirm {
+    fn kind(&self) -> &'static str {
+        CONFIRM
+    }
+
+    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let p: OrderPayload = parse(job)?;
+            orders::confirm(&self.db, &p.order_id)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Expires every reservation past its `expires_at`, returning its stock.
+struct Expire {
+    db: Db,
+}
+
+impl Handler for Expire {
+    fn kind(&self) -> &'static str {
+        EXPIRE
+    }
+
+    fn run<'a>(&'a self, _job: &'a Job) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            loop {
+                let expired = orders::expire_due(&self.db, EXPIRE_BATCH)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if expired < EXPIRE_BATCH as u64 {
+                    return Ok(());
+                }
+            }
+        })
+    }
+}

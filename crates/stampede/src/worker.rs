@@ -1,0 +1,71 @@
+//! `stampede worker`: runs the shop's background jobs and schedules.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use stampede_store::{Db, DbOptions, migrate};
+use stampede_worker::{Settings, Worker};
+
+use crate::shop::{exit_code, runtime};
+use crate::signal::Signals;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB` (the shop's store).
+    #[arg(long)]
+    database_url: String,
+
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+
+    /// This worker's name in logs and on the jobs it claims [default: worker-PID].
+    #[arg(long)]
+    name: Option<String>,
+
+    /// A running job whose heartbeat is older than this is given to another
+    /// worker (e.g. `30s`).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    visibility_timeout: Duration,
+
+    /// How often unpaid reservations past their time are expired.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    expire_every: Duration,
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    exit_code("worker", runtime().and_then(|rt| rt.block_on(serve(args))))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let signals = Signals::install().context("installing signal handlers")?;
+    let db = Db::connect_lazy(&args.database_url, &DbOptions::default())?;
+    migrate::run(&db).await.context("migrating")?;
+    let mut settings = Settings {
+        queues: stampede_shop::jobs::QUEUES
+            .iter()
+            .map(|q| (*q).to_owned())
+            .collect(),
+        concurrency: args.concurrency,
+        visibility_timeout: args.visibility_timeout,
+        heartbeat_interval: (args.visibility_timeout / 6).max(Duration::from_millis(100)),
+        ..Settings::default()
+    };
+    if let Some(name) = args.name {
+        settings.name = name;
+    }
+    println!(
+        "stampede worker running ({}, concurrency {}, queues {})",
+        settings.name,
+        settings.concurrency,
+        settings.queues.join(",")
+    );
+    let handlers = stampede_shop::jobs::handlers(&db);
+    let schedules = stampede_shop::jobs::schedules(args.expire_every);
+    Worker::new(db.clone(), settings, handlers, schedules)
+        .run(signals.recv())
+        .await;
+    db.close().await;
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The worker against real shop nodes and a real store: payments settle
+//! (once), confirmations follow, unpaid reservations expire with their
+//! stock returned, a worker killed mid-job loses nothing and repeats
+//! nothing, and a schedule runs once per tick however many workers run.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Row;
+use stampede_store::Db;
+use stampede_testkit::TestDb;
+use support::shop::{Api, Cluster, PASSWORD, WorkerProcess};
+
+/// Polls `check` every 100 ms until it returns `Some`, for up to `limit`.
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn order_status(api: &Api, id: &str) -> String {
+    let reply = api.clone().get(&format!("/api/v1/orders/{id}")).await;
+    reply.json()["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn scalar(db: &Db, sql: &'static str, bind: &str) -> i64 {
+    let row = sqlx::query(sql)
+        .bind(bind)
+        .fetch_one(db.pool())
+        .await
+        .expect("query");
+    row.try_get(0).expect("an integer")
+}
+
+/// A logged-in buyer of `VAX-001` with `n` orders, and their ids.
+async fn buyer_with_orders(cluster: &Cluster, user: &str, n: usize) -> (Api, Vec<String>) {
+    let mut api = cluster.api();
+    assert_eq!(api.login(user, PASSWORD).await.status, 200);
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let reply = api.order("VAX-001", 1, None).await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        ids.push(reply.json()["order_id"].as_str().expect("id").to_owned());
+    }
+    (api, ids)
+}
+
+async fn shop(stock: i64, extra: &str) -> Cluster {
+    let cluster = Cluster::start(TestDb::sqlite().await, 1, extra).await;
+    let mut admin = cluster.admin();
+    assert_eq!(admin.create_users("u", 3).await.status, 201);
+    assert_eq!(admin.create_product("VAX-001", stock, 3).await.status, 201);
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_settle_once_and_confirmations_follow() {
+    let cluster = shop(10, "").await;
+    let _worker = WorkerProcess::start(&cluster.db.url, "w1", &[]).await;
+    let (mut api, ids) = buyer_with_orders(&cluster, "u0", 3).await;
+    for (id, token) in ids.iter().zip(["tok_ok", "tok_fail", "tok_slow"]) {
+        let reply = api
+            .post(
+                &format!("/api/v1/orders/{id}/pay"),
+                &json!({ "payment_token": token }),
+            )
+            .await;
+        assert_eq!(reply.status, 202, "{}", reply.text());
+    }
+    let wanted = ["confirmed", "payment_failed", "confirmed"];
+    for (id, want) in ids.iter().zip(wanted) {
+        let api = api.clone();
+        eventually(
+            Duration::from_secs(10),
+            &format!("{id} to be {want}"),
+            || {
+                let api = api.clone();
+                async move { (order_status(&api, id).await == want).then_some(()) }
+            },
+        )
+        .await;
+    }
+    for (id, charges) in ids.iter().zip([1, 0, 1]) {
+        assert_eq!(
+            scalar(
+                &cluster.db.db,
+                "SELECT COUNT(*) FROM charges WHERE order_id = $1",
+                id
+            )
+            .await,
+            charges
+        );
+    }
+    let stats = cluster.admin().stats("VAX-001").await;
+    assert_eq!(
+        (
+            stats["confirmed"].clone(),
+            stats["payment_failed"].clone(),
+            stats["stock_left"].clone()
+        ),
+        (json!(2), json!(1), json!(8)),
+        "the failed payment's unit is back on sale: {stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpaid_reservations_expire_and_their_stock_returns() {
+    let cluster = shop(5, "[orders]\nhold = \"1s\"").await;
+    let _worker = WorkerProcess::start(&cluster.db.url, "w1", &["--expire-every", "500ms"]).await;
+    let (api, ids) = buyer_with_orders(&cluster, "u1", 2).await;
+    for id in &ids {
+        let api = api.clone();
+        eventually(Duration::from_secs(10), "the reservation to expire", || {
+            let api = api.clone();
+            async move { (order_status(&api, id).await == "expired").then_some(()) }
+        })
+        .await;
+    }
+    let stats: Value = cluster.admin().stats("VAX-001").await;
+    assert_eq!(
+        (stats["expired"].clone(), stats["stock_left"].clone()),
+        (json!(2), json!(5)),
+        "{stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_loses_nothing_and_repeats_nothing() {
+    let cluster = shop(5, "").await;
+    let mut doomed =
+        WorkerProcess::start(&cluster.db.url, "doomed", &["--visibility-timeout", "2s"]).await;
+    let (mut api, ids) = buyer_with_orders(&cluster, "u2", 1).await;
+    let id = &ids[0];
+    // tok_slow takes two seconds: long enough to be killed in the middle.
+    api.post(
+        &format!("/api/v1/orders/{id}/pay"),
+        &json!({ "payment_token": "tok_slow" }),
+    )
+    .await;
+    let db = cluster.db.db.clone();
+    eventually(
+        Duration::from_secs(5),
+        "the doomed worker to claim the payment",
+        || {
+            let db = db.clone();
+            async move {
+                let running = scalar(
+                    &db,
+                    "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND worker = $1",
+                    "doomed",
+                )
+                .await;
+                (running == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    doomed.kill();
+    assert_eq!(
+        order_status(&api, id).await,
+        "paying",
+        "killed before it paid"
+    );
+
+    let _rescuer =
+        WorkerProcess::start(&cluster.db.url, "rescuer", &["--visibility-timeout", "2s"]).await;
+    let api2 = api.clone();
+    eventually(
+        Duration::from_secs(15),
+        "another worker to finish the payment",
+        || {
+            let api = api2.clone();
+            async move { (order_status(&api, id).await == "confirmed").then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        scalar(
+            &cluster.db.db,
+            "SELECT COUNT(*) FROM charges WHERE order_id = $1",
+            id
+        )
+        .await,
+        1
+    );
+    let attempts = scalar(
+        &cluster.db.db,
+        "SELECT attempt FROM jobs WHERE kind = 'payment' AND payload LIKE '%' || $1 || '%'",
+        id,
+    )
+    .await;
+    assert_eq!(attempts, 2, "the second attempt finished it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_run_a_one_second_schedule_once_per_tick() {
+    let db = TestDb::sqlite().await;
+    let args = ["--expire-every", "1s"];
+    let mut workers = Vec::new();
+    for name in ["w1", "w2", "w3"] {
+        workers.push(WorkerProcess::start(&db.url, name, &args).await);
+    }
+    let first_tick = stampede_store::now_ms() / 1000 + 1;
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    for worker in &workers {
+        worker.terminate();
+    }
+    for worker in &mut workers {
+        let status = worker.wait_exit(Duration::from_secs(15)).await;
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            worker.stderr()
+        );
+    }
+    let mut runs = Vec::new();
+    for tick in first_tick..first_tick + 30 {
+        let key = format!("cron:expire_reservations:{tick}");
+        let row = sqlx::query(
+            "SELECT COUNT(*), MIN(state), MAX(attempt) FROM jobs WHERE unique_key = $1",
+        )
+        .bind(&key)
+        .fetch_one(db.db.pool())
+        .await
+        .expect("query");
+        let (count, state, attempt): (i64, Option<String>, Option<i64>) = (
+            row.try_get(0).expect("count"),
+            row.try_get(1).expect("state"),
+            row.try_get(2).expect("attempt"),
+        );
+        runs.push((tick, count, state, attempt));
+    }
+    let wrong: Vec<_> = runs
+        .iter()
+        .filter(|(_, count, state, attempt)| {
+            (*count, state.as_deref(), *attempt) != (1, Some("completed"), Some(1))
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "every one of 30 ticks ran exactly once; not these: {wrong:?}"
+    );
+}
