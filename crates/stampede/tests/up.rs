@@ -200,6 +200,26 @@ async fn demo_session_then_restart(database_url: Option<&str>) {
     let order = buyer.order("DEMO-001", 1, None).await;
     assert_eq!(order.status, 201, "{}", order.text());
     assert_eq!(order.json()["status"], "reserved");
+    // The cluster's worker pays and confirms it.
+    let id = order.json()["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_owned();
+    let paid = buyer
+        .post(
+            &format!("/api/v1/orders/{id}/pay"),
+            &serde_json::json!({ "payment_token": "tok_ok" }),
+        )
+        .await;
+    assert_eq!(paid.status, 202, "{}", paid.text());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while buyer.get(&format!("/api/v1/orders/{id}")).await.json()["status"] != "confirmed" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never confirmed the order"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let status = up.interrupt().await;
     assert!(

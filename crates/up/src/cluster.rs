@@ -40,9 +40,9 @@ pub(crate) async fn start(sup: &mut Supervisor, plan: &Plan) -> Result<Started, 
     check_port(plan.port)?;
     sup.run_once(&migrate(plan), plan.startup_timeout).await?;
     let shops = start_shops(sup, plan).await?;
-    // The worker (`stampede worker`, still to come) starts here: after the
-    // shops, with the database URL and the admin token like them, and no
-    // address to wait for.
+    // The worker listens nowhere, so there is nothing to wait for: if it
+    // fails, the supervisor sees it exit like any other child.
+    sup.start(&worker(plan))?;
     start_gateway(sup, plan, &shops).await
 }
 
@@ -79,6 +79,20 @@ fn shop(plan: &Plan, number: usize) -> Spec {
         ]),
         name,
         admin_token: Some(plan.token.secret().to_owned()),
+    }
+}
+
+fn worker(plan: &Plan) -> Spec {
+    Spec {
+        name: "worker".to_owned(),
+        args: strings(&[
+            "worker",
+            "--database-url",
+            &plan.database_url,
+            "--name",
+            "worker",
+        ]),
+        admin_token: None,
     }
 }
 
@@ -161,6 +175,12 @@ mod tests {
         assert_eq!(shop.admin_token.as_deref(), Some("secret"));
         assert!(!shop.args.iter().any(|a| a.contains("secret")));
         assert_eq!(migrate(&plan).admin_token, None);
+        let worker = worker(&plan);
+        assert_eq!(worker.admin_token, None);
+        assert_eq!(
+            worker.args.join(" "),
+            "worker --database-url sqlite:///d/stampede.db --name worker"
+        );
         let addrs: Vec<SocketAddr> = vec![([127, 0, 0, 1], 1).into(), ([127, 0, 0, 1], 2).into()];
         let gateway = gateway(&plan, &addrs);
         assert_eq!(gateway.admin_token, None);
