@@ -33,9 +33,11 @@
 //! - [`handler`]: what a worker runs for each job kind.
 //! - [`schedule`]: periodic jobs, once per tick across every worker.
 //! - [`lease`]: named leases with fencing tokens, for single-runner work.
+//! - [`admin`]: queue depths, failing and dead jobs, retrying a dead one.
 //!
 //! The runtime that claims and runs jobs is the `stampede-worker` crate.
 
+pub mod admin;
 pub mod backoff;
 pub mod handler;
 pub mod lease;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod gateway;
+mod jobs;
 mod shop;
 mod signal;
 mod up;
@@ -43,6 +44,8 @@ enum Role {
     /// Run a worker: the shop's background jobs (payment, confirmation,
     /// expiry of unpaid reservations) and their schedules.
     Worker(worker::Args),
+    /// Look at the job queue: depths, failing and dead jobs; retry a dead job.
+    Jobs(jobs::Args),
     /// Run a local cluster: the gateway in front of N shop nodes, on SQLite
     /// in a data directory (or --database-url); Ctrl-C stops it all.
     Up(up::Args),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Role::Shop(args) => shop::run(args),
         Role::Migrate(args) => shop::migrate(args),
         Role::Worker(args) => worker::run(args),
+        Role::Jobs(args) => jobs::run(args),
         Role::Up(args) => up::run(args),
     }
 }

@@ -256,3 +256,66 @@ async fn three_workers_run_a_one_second_schedule_once_per_tick() {
         "every one of 30 ticks ran exactly once; not these: {wrong:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_job_is_listed_and_retried_with_stampede_jobs() {
+    let db = TestDb::sqlite().await;
+    let job = stampede_jobs::NewJob {
+        max_attempts: 1,
+        ..stampede_jobs::NewJob::new("default", "no_such_kind", "{}")
+    };
+    let id = stampede_jobs::queue::enqueue(db.db.pool(), &job)
+        .await
+        .expect("enqueue")
+        .expect("new");
+    let _worker = WorkerProcess::start(&db.url, "w1", &[]).await;
+    let state = || async {
+        stampede_jobs::queue::state(&db.db, &id)
+            .await
+            .expect("state")
+            .map(|s| s.0)
+    };
+    eventually(Duration::from_secs(10), "the job to die", || async {
+        (state().await.as_deref() == Some("dead")).then_some(())
+    })
+    .await;
+
+    let jobs = |args: &[&str]| {
+        let mut command = support::stampede("jobs");
+        command.args(["--database-url", &db.url]).args(args);
+        support::run_to_end(command, "stampede jobs")
+    };
+    let listing = jobs(&[]).await;
+    assert!(
+        listing.stdout.contains("default") && listing.stdout.contains("dead"),
+        "{}",
+        listing.stdout
+    );
+    let dead = jobs(&["dead"]).await;
+    assert!(
+        dead.stdout.contains(&id) && dead.stdout.contains("no handler for kind `no_such_kind`"),
+        "{}",
+        dead.stdout
+    );
+    let retried = jobs(&["retry", &id]).await;
+    assert!(retried.status.success(), "{}", retried.stderr);
+    let missing = jobs(&["retry", "job_nope"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        missing.stderr.contains("no dead job `job_nope`"),
+        "{}",
+        missing.stderr
+    );
+    // The worker takes it again, fails again: dead again, after attempt 2.
+    eventually(
+        Duration::from_secs(10),
+        "the retried job to die again",
+        || async {
+            let s = stampede_jobs::queue::state(&db.db, &id)
+                .await
+                .expect("state");
+            (s == Some(("dead".to_owned(), 2))).then_some(())
+        },
+    )
+    .await;
+}
