@@ -29,6 +29,10 @@ pub(crate) struct Args {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     visibility_timeout: Duration,
 
+    /// Address of the admin listener serving /metrics and /healthz.
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
+
     /// How often unpaid reservations past their time are expired.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     expire_every: Duration,
@@ -50,12 +54,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         visibility_timeout: args.visibility_timeout,
         heartbeat_interval: (args.visibility_timeout / 6).max(Duration::from_millis(100)),
+        admin_listen: args.admin_listen,
         ..Settings::default()
     };
     if let Some(name) = args.name {
         settings.name = name;
     }
-    println!(
+    let banner = format!(
         "stampede worker running ({}, concurrency {}, queues {})",
         settings.name,
         settings.concurrency,
@@ -63,9 +68,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     );
     let handlers = stampede_shop::jobs::handlers(&db);
     let schedules = stampede_shop::jobs::schedules(args.expire_every);
-    Worker::new(db.clone(), settings, handlers, schedules)
-        .run(signals.recv())
-        .await;
+    let mut worker = Worker::new(db.clone(), settings, handlers, schedules);
+    if let Some(admin) = worker
+        .bind_admin()
+        .await
+        .context("binding the admin listener")?
+    {
+        println!("admin (metrics) on http://{admin}/metrics");
+    }
+    println!("{banner}");
+    worker.run(signals.recv()).await;
     db.close().await;
     Ok(())
 }

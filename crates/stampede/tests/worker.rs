@@ -70,7 +70,8 @@ async fn shop(stock: i64, extra: &str) -> Cluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_settle_once_and_confirmations_follow() {
     let cluster = shop(10, "").await;
-    let _worker = WorkerProcess::start(&cluster.db.url, "w1", &[]).await;
+    let worker =
+        WorkerProcess::start(&cluster.db.url, "w1", &["--admin-listen", "127.0.0.1:0"]).await;
     let (mut api, ids) = buyer_with_orders(&cluster, "u0", 3).await;
     for (id, token) in ids.iter().zip(["tok_ok", "tok_fail", "tok_slow"]) {
         let reply = api
@@ -115,6 +116,25 @@ async fn payments_settle_once_and_confirmations_follow() {
         (json!(2), json!(1), json!(8)),
         "the failed payment's unit is back on sale: {stats}"
     );
+    let admin = worker.admin.expect("admin listener");
+    // Depth gauges are refreshed every 5 s.
+    let metrics = eventually(Duration::from_secs(10), "queue depth gauges", || async {
+        let text = Api::new(&format!("http://{admin}"))
+            .get("/metrics")
+            .await
+            .text();
+        text.contains(r#"stampede_jobs{queue="payments""#)
+            .then_some(text)
+    })
+    .await;
+    for wanted in [
+        r#"stampede_worker_jobs_total{kind="payment",outcome="completed"} 3"#,
+        r#"stampede_worker_jobs_total{kind="confirm",outcome="completed"} 2"#,
+        r#"stampede_worker_job_seconds_bucket{kind="payment""#,
+        r#"stampede_jobs{queue="payments",state="#,
+    ] {
+        assert!(metrics.contains(wanted), "no `{wanted}` in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use stampede_jobs::{Backoff, Handler, Schedule};
 use stampede_store::Db;
 use tokio::sync::watch;
 
+mod admin;
 mod run;
 
 /// How a worker behaves.
@@ -49,6 +51,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Delays between attempts of a failing job.
     pub backoff: Backoff,
+    /// Where to serve `/metrics` and `/healthz`, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -62,6 +66,7 @@ impl Default for Settings {
             poll_interval: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
+            admin_listen: None,
         }
     }
 }
@@ -72,6 +77,7 @@ pub struct Worker {
     settings: Settings,
     handlers: HashMap<&'static str, Arc<dyn Handler>>,
     schedules: Vec<Schedule>,
+    admin_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -98,7 +104,18 @@ impl Worker {
             settings,
             handlers,
             schedules,
+            admin_tasks: Vec::new(),
         }
+    }
+
+    /// Binds the admin listener if one is configured; returns its address.
+    pub async fn bind_admin(&mut self) -> std::io::Result<Option<SocketAddr>> {
+        let Some(addr) = self.settings.admin_listen else {
+            return Ok(None);
+        };
+        let (bound, tasks) = admin::serve(addr, self.db.clone()).await?;
+        self.admin_tasks.extend(tasks);
+        Ok(Some(bound))
     }
 
     /// Runs until `shutdown` completes, then drains.
@@ -122,7 +139,7 @@ impl Worker {
         tracing::info!("Shutting down: no new jobs; finishing the running ones.");
         let _ = stop.send(true);
         let _ = claiming.await;
-        for task in background {
+        for task in background.into_iter().chain(self.admin_tasks) {
             task.abort();
         }
     }

@@ -89,6 +89,8 @@ impl ShopNode {
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {
     process: Process,
+    /// The admin listener, when started with `--admin-listen`.
+    pub(crate) admin: Option<SocketAddr>,
 }
 
 impl WorkerProcess {
@@ -99,8 +101,20 @@ impl WorkerProcess {
             .args(["--database-url", database_url, "--name", name])
             .args(args);
         let mut process = Process::spawn(command, name);
+        let admin = match args.contains(&"--admin-listen") {
+            false => None,
+            true => {
+                let rest = process.line_after("admin (metrics) on http://").await;
+                Some(
+                    rest.trim()
+                        .trim_end_matches("/metrics")
+                        .parse()
+                        .expect("admin address"),
+                )
+            }
+        };
         process.line_after("stampede worker running").await;
-        WorkerProcess { process }
+        WorkerProcess { process, admin }
     }
 
     /// Kills the worker at once (SIGKILL), as a crash would.
