@@ -29,6 +29,11 @@ pub(crate) struct Args {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     visibility_timeout: Duration,
 
+    /// After SIGTERM or Ctrl-C: how long running jobs may finish before
+    /// they are handed back to the queue.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+
     /// Address of the admin listener serving /metrics and /healthz.
     #[arg(long)]
     admin_listen: Option<std::net::SocketAddr>,
@@ -55,6 +60,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         visibility_timeout: args.visibility_timeout,
         heartbeat_interval: (args.visibility_timeout / 6).max(Duration::from_millis(100)),
         admin_listen: args.admin_listen,
+        drain_timeout: args.drain_timeout,
         ..Settings::default()
     };
     if let Some(name) = args.name {

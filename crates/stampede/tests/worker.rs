@@ -339,3 +339,85 @@ async fn a_dead_job_is_listed_and_retried_with_stampede_jobs() {
     )
     .await;
 }
+
+/// Pays `VAX-001`'s first order of a new buyer with `tok_slow` (2 s) and
+/// waits until worker `name` runs the payment.
+async fn slow_payment_running(cluster: &Cluster, user: &str, name: &str) -> (Api, String) {
+    let (mut api, ids) = buyer_with_orders(cluster, user, 1).await;
+    let id = ids[0].clone();
+    api.post(
+        &format!("/api/v1/orders/{id}/pay"),
+        &json!({ "payment_token": "tok_slow" }),
+    )
+    .await;
+    let db = cluster.db.db.clone();
+    eventually(
+        Duration::from_secs(5),
+        "the worker to start the payment",
+        || {
+            let db = db.clone();
+            async move {
+                let sql = "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND worker = $1";
+                (scalar(&db, sql, name).await == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    (api, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_running_jobs_or_hands_them_back() {
+    let cluster = shop(5, "").await;
+    // Enough drain time: the running payment finishes, then the worker exits 0.
+    let mut patient = WorkerProcess::start(&cluster.db.url, "patient", &[]).await;
+    let (api, id) = slow_payment_running(&cluster, "u0", "patient").await;
+    patient.terminate();
+    let status = patient.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        patient.stderr()
+    );
+    assert_eq!(
+        order_status(&api, &id).await,
+        "paid",
+        "finished before exiting"
+    );
+
+    // Too little: the payment goes back to the queue with its attempt
+    // returned, and the next worker finishes it, charging once.
+    let mut hasty =
+        WorkerProcess::start(&cluster.db.url, "hasty", &["--drain-timeout", "300ms"]).await;
+    let (api, id) = slow_payment_running(&cluster, "u1", "hasty").await;
+    hasty.terminate();
+    let status = hasty.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", hasty.stderr());
+    assert_eq!(
+        order_status(&api, &id).await,
+        "paying",
+        "handed back unfinished"
+    );
+    let _next = WorkerProcess::start(&cluster.db.url, "next", &[]).await;
+    let api2 = api.clone();
+    eventually(
+        Duration::from_secs(10),
+        "the next worker to finish it",
+        || {
+            let api = api2.clone();
+            let id = id.clone();
+            async move { (order_status(&api, &id).await == "confirmed").then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        scalar(
+            &cluster.db.db,
+            "SELECT COUNT(*) FROM charges WHERE order_id = $1",
+            &id
+        )
+        .await,
+        1
+    );
+}
