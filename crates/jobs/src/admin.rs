@@ -91,6 +91,21 @@ fn info_from_row(row: &AnyRow) -> Result<JobInfo, StoreError> {
     })
 }
 
+/// Deletes up to `limit` completed jobs that finished before `before`
+/// (ms); returns how many. Their unique keys go with them, which only ever
+/// matters for keys nobody enqueues again (past cron ticks).
+pub async fn prune_completed(db: &Db, before: i64, limit: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM jobs WHERE id IN (
+             SELECT id FROM jobs WHERE state = 'completed' AND finished_at < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Makes dead job `id` runnable now with `attempts` more attempts; false
 /// if there is no such dead job.
 pub async fn retry_dead(db: &Db, id: &str, attempts: i64) -> Result<bool, StoreError> {

@@ -38,4 +38,17 @@ store_tests! {
         let retried = again.iter().find(|j| j.id == listed[0].id).expect("claimable again");
         assert_eq!((retried.attempt, retried.max_attempts), (2, 2));
     }
+
+    async fn old_completed_jobs_are_pruned(t) {
+        for kind in ["old", "new", "waiting"] {
+            queue::enqueue(t.db.pool(), &NewJob::new("default", kind, "")).await.expect("enqueue");
+        }
+        for job in queue::claim(&t.db, &["default"], "w", 2).await.expect("claim") {
+            queue::complete(t.db.pool(), &job).await.expect("complete");
+        }
+        sqlx::query("UPDATE jobs SET finished_at = 1 WHERE kind = 'old'").execute(t.db.pool()).await.expect("age");
+        assert_eq!(admin::prune_completed(&t.db, 1_000, 10).await.expect("prune"), 1);
+        let left: Vec<(String, i64)> = admin::depths(&t.db).await.expect("depths").into_iter().map(|d| (d.state, d.jobs)).collect();
+        assert_eq!(left, [("available".to_owned(), 1), ("completed".to_owned(), 1)]);
+    }
 }

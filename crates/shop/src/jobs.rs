@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stampede_jobs::{BoxFuture, Handler, Job, NewJob, Schedule, queue};
-use stampede_store::Db;
+use stampede_jobs::{BoxFuture, Handler, Job, NewJob, Schedule, admin, queue};
 use stampede_store::orders::{self, PaymentResult};
+use stampede_store::{Db, StoreError, now_ms};
 
 /// The queue payments and confirmations wait in.
 pub const PAYMENTS_QUEUE: &str = "payments";
@@ -29,12 +29,24 @@ pub const QUEUES: [&str; 2] = [PAYMENTS_QUEUE, DEFAULT_QUEUE];
 const PAYMENT: &str = "payment";
 const CONFIRM: &str = "confirm";
 const EXPIRE: &str = "expire_reservations";
+const PRUNE: &str = "prune";
+
+/// How often old idempotency keys and completed jobs are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How long a `201` stays replayable under its idempotency key (Stripe's
+/// 24 hours).
+const KEEP_IDEMPOTENCY_KEYS: Duration = Duration::from_secs(24 * 3600);
+
+/// How long completed jobs stay for inspection.
+const KEEP_COMPLETED_JOBS: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Rows changed per statement by the expiry and pruning jobs, so that no
+/// statement holds its locks long.
+const BATCH: i64 = 1_000;
 
 /// How long the `tok_slow` test token takes to pay.
 const SLOW_PAYMENT: Duration = Duration::from_secs(2);
-
-/// Expired reservations handled per transaction.
-const EXPIRE_BATCH: i64 = 1_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct PaymentPayload {
@@ -73,16 +85,19 @@ pub fn handlers(db: &Db) -> Vec<Arc<dyn Handler>> {
         Arc::new(Payment { db: db.clone() }),
         Arc::new(Confirm { db: db.clone() }),
         Arc::new(Expire { db: db.clone() }),
+        Arc::new(Prune { db: db.clone() }),
     ]
 }
 
-/// The shop's periodic jobs: expiring unpaid reservations every `every`.
-pub fn schedules(every: Duration) -> Vec<Schedule> {
-    vec![Schedule {
-        name: EXPIRE.to_owned(),
+/// The shop's periodic jobs: expiring unpaid reservations every
+/// `expire_every`, and pruning old keys and jobs every hour.
+pub fn schedules(expire_every: Duration) -> Vec<Schedule> {
+    let every = |name: &str, every| Schedule {
+        name: name.to_owned(),
         every,
-        job: NewJob::new(DEFAULT_QUEUE, EXPIRE, "{}"),
-    }]
+        job: NewJob::new(DEFAULT_QUEUE, name, "{}"),
+    };
+    vec![every(EXPIRE, expire_every), every(PRUNE, PRUNE_EVERY)]
 }
 
 fn to_json(value: &impl Serialize) -> String {
@@ -163,15 +178,44 @@ impl Handler for Expire {
     }
 
     fn run<'a>(&'a self, _job: &'a Job) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(drain(|| orders::expire_due(&self.db, BATCH)))
+    }
+}
+
+/// Deletes idempotency keys older than 24 hours and completed jobs older
+/// than a week, in batches.
+struct Prune {
+    db: Db,
+}
+
+impl Handler for Prune {
+    fn kind(&self) -> &'static str {
+        PRUNE
+    }
+
+    fn run<'a>(&'a self, _job: &'a Job) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            loop {
-                let expired = orders::expire_due(&self.db, EXPIRE_BATCH)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if expired < EXPIRE_BATCH as u64 {
-                    return Ok(());
-                }
-            }
+            let ago = |d: Duration| {
+                now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            };
+            let keys = ago(KEEP_IDEMPOTENCY_KEYS);
+            drain(|| orders::prune_idempotency_keys(&self.db, keys, BATCH)).await?;
+            let jobs = ago(KEEP_COMPLETED_JOBS);
+            drain(|| admin::prune_completed(&self.db, jobs, BATCH)).await
         })
+    }
+}
+
+/// Repeats a batched delete until a batch comes back short.
+async fn drain<F, Fut>(mut batch: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
+    loop {
+        let deleted = batch().await.map_err(|e| e.to_string())?;
+        if deleted < BATCH as u64 {
+            return Ok(());
+        }
     }
 }

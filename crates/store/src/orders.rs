@@ -349,6 +349,20 @@ pub async fn expire_due(db: &Db, limit: i64) -> Result<u64, StoreError> {
     Ok(rows.len() as u64)
 }
 
+/// Forgets idempotency keys stored before `before` (ms), up to `limit`;
+/// a retry after that is a new request (Stripe keeps keys 24 hours).
+pub async fn prune_idempotency_keys(db: &Db, before: i64, limit: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE (username, idem_key) IN (
+             SELECT username, idem_key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Charges recorded for an order (0 or 1), for the invariant checks.
 pub async fn charges(db: &Db, order_id: &str) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT COUNT(*) FROM charges WHERE order_id = $1")

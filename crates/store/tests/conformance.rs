@@ -144,4 +144,21 @@ store_tests! {
         assert!(orders::list_for_user(&t.db, "b").await.expect("list").is_empty());
         assert_eq!(orders::remembered(&t.db, "a", "no-such-key").await.expect("read"), None);
     }
+
+    async fn old_idempotency_keys_are_forgotten(t) {
+        for (key, created_at) in [("old", 1_i64), ("new", now_ms())] {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (username, idem_key, fingerprint, order_id, response, created_at)
+                 VALUES ('a', $1, 'f', 'ord', '{}', $2)",
+            )
+            .bind(key)
+            .bind(created_at)
+            .execute(t.db.pool())
+            .await
+            .expect("insert a key");
+        }
+        assert_eq!(orders::prune_idempotency_keys(&t.db, 1_000, 10).await.expect("prune"), 1);
+        assert_eq!(orders::remembered(&t.db, "a", "old").await.expect("read"), None);
+        assert!(orders::remembered(&t.db, "a", "new").await.expect("read").is_some());
+    }
 }
