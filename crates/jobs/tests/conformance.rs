@@ -113,6 +113,62 @@ store_tests! {
         assert_eq!(queue::state(&t.db, &id).await.expect("state"), Some(("running".into(), 1)));
     }
 
+    async fn a_batch_completion_fences_each_job_as_complete_would(t) {
+        let retried = enqueue(&t.db, NewJob::new("default", "noop", "")).await;
+        let stale = claim_one(&t.db, "stalled").await;
+        age_heartbeats(&t.db).await;
+        queue::reclaim(&t.db, 30_000).await.expect("reclaim");
+        let current = claim_one(&t.db, "fresh").await;
+        let fresh = enqueue(&t.db, NewJob::new("default", "noop", "")).await;
+        let early = enqueue(&t.db, NewJob::new("default", "noop", "")).await;
+        let jobs = queue::claim(&t.db, &["default"], "w", 10).await.expect("claim");
+        let by_id = |id: &str| jobs.iter().find(|j| j.id == id).cloned().expect("claimed");
+        queue::complete(t.db.pool(), &by_id(&early)).await.expect("complete alone");
+
+        let batch = [stale, current, by_id(&fresh), by_id(&early), by_id(&fresh)];
+        let outcomes = queue::complete_all(t.db.pool(), &batch).await.expect("complete_all");
+        let fenced: Vec<Option<i64>> = outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(()) => None,
+                Err(JobError::Fenced { attempt, .. }) => Some(*attempt),
+                Err(other) => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(fenced, [Some(1), None, None, Some(1), Some(1)], "stale attempt, current, fresh, already completed, listed twice");
+        for (id, attempt) in [(&retried, 2), (&fresh, 1), (&early, 1)] {
+            assert_eq!(queue::state(&t.db, id).await.expect("state"), Some(("completed".into(), attempt)));
+        }
+        assert!(queue::complete_all(t.db.pool(), &[]).await.expect("nothing").is_empty());
+    }
+
+    async fn a_batch_completion_rolls_back_with_its_transaction(t) {
+        for _ in 0..3 {
+            enqueue(&t.db, NewJob::new("default", "noop", "")).await;
+        }
+        let jobs = queue::claim(&t.db, &["default"], "w", 10).await.expect("claim");
+        let mut tx = t.db.begin_write().await.expect("begin");
+        let outcomes = queue::complete_all(&mut *tx, &jobs).await.expect("complete_all");
+        assert!(outcomes.iter().all(Result::is_ok));
+        tx.rollback().await.expect("rollback");
+        for job in &jobs {
+            assert_eq!(queue::state(&t.db, &job.id).await.expect("state"), Some(("running".into(), 1)));
+        }
+        assert!(queue::complete_all(t.db.pool(), &jobs).await.expect("again").iter().all(Result::is_ok));
+    }
+
+    async fn a_batch_enqueue_is_many_enqueues_in_one_statement(t) {
+        let keyed = |key: &str| NewJob { unique_key: Some(key.into()), ..NewJob::new("default", "tick", "") };
+        let taken = enqueue(&t.db, keyed("cron:a:1")).await;
+        let batch = [NewJob::new("default", "plain", "{}"), keyed("cron:b:1"), keyed("cron:b:1"), keyed("cron:a:1")];
+        let ids = queue::enqueue_all(t.db.pool(), &batch).await.expect("enqueue_all");
+        assert_eq!(ids.iter().map(Option::is_some).collect::<Vec<_>>(), [true, true, false, false], "a key once, within the batch and across");
+        let claimed: HashSet<String> = queue::claim(&t.db, &["default"], "w", 10).await.expect("claim").into_iter().map(|j| j.id).collect();
+        let expected: HashSet<String> = ids.into_iter().flatten().chain([taken]).collect();
+        assert_eq!(claimed, expected);
+        assert!(queue::enqueue_all(t.db.pool(), &[]).await.expect("nothing").is_empty());
+    }
+
     async fn failures_back_off_then_die(t) {
         let id = enqueue(&t.db, NewJob { max_attempts: 2, ..NewJob::new("default", "flaky", "") }).await;
         let job = claim_one(&t.db, "w").await;
