@@ -7,6 +7,9 @@
 //! and returns `None`. Both are migrated and removed again on drop.
 //!
 //! [`store_tests!`] turns one async test body into a test per engine.
+//!
+//! [`scratch`] does the same for benchmarks (`examples/`): a database per
+//! run, removed after it even on Ctrl-C, with errors instead of panics.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,6 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::{AnyConnection, Connection, Executor};
 use stampede_store::{Db, DbOptions, migrate};
+
+pub mod scratch;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -106,10 +111,7 @@ impl Drop for TestDb {
                     if let Ok(runtime) = runtime {
                         runtime.block_on(async {
                             db.close().await;
-                            if let Ok(mut admin) = AnyConnection::connect(&admin_url).await {
-                                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                                let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
-                            }
+                            let _ = drop_database(&admin_url, &name).await;
                         });
                     }
                 })
@@ -117,6 +119,16 @@ impl Drop for TestDb {
             }
         }
     }
+}
+
+/// Drops the database `name` on the server of `admin_url`, forcing out
+/// any connection still open to it.
+async fn drop_database(admin_url: &str, name: &str) -> Result<(), sqlx::Error> {
+    let mut admin = AnyConnection::connect(admin_url).await?;
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    admin.execute(sqlx::AssertSqlSafe(sql)).await?;
+    let _ = admin.close().await;
+    Ok(())
 }
 
 /// `url` with its database (the path) replaced by `name`.
