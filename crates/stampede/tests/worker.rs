@@ -37,6 +37,15 @@ async fn order_status(api: &Api, id: &str) -> String {
         .to_owned()
 }
 
+/// Waits up to `seconds` for order `id` to reach `status`.
+async fn status_becomes(api: &Api, id: &str, status: &str, seconds: u64) {
+    let what = format!("{id} to be {status}");
+    eventually(Duration::from_secs(seconds), &what, || async {
+        (order_status(api, id).await == status).then_some(())
+    })
+    .await;
+}
+
 async fn scalar(db: &Db, sql: &'static str, bind: &str) -> i64 {
     let row = sqlx::query(sql)
         .bind(bind)
@@ -84,16 +93,7 @@ async fn payments_settle_once_and_confirmations_follow() {
     }
     let wanted = ["confirmed", "payment_failed", "confirmed"];
     for (id, want) in ids.iter().zip(wanted) {
-        let api = api.clone();
-        eventually(
-            Duration::from_secs(10),
-            &format!("{id} to be {want}"),
-            || {
-                let api = api.clone();
-                async move { (order_status(&api, id).await == want).then_some(()) }
-            },
-        )
-        .await;
+        status_becomes(&api, id, want, 10).await;
     }
     for (id, charges) in ids.iter().zip([1, 0, 1]) {
         assert_eq!(
@@ -143,12 +143,7 @@ async fn unpaid_reservations_expire_and_their_stock_returns() {
     let _worker = WorkerProcess::start(&cluster.db.url, "w1", &["--expire-every", "500ms"]).await;
     let (api, ids) = buyer_with_orders(&cluster, "u1", 2).await;
     for id in &ids {
-        let api = api.clone();
-        eventually(Duration::from_secs(10), "the reservation to expire", || {
-            let api = api.clone();
-            async move { (order_status(&api, id).await == "expired").then_some(()) }
-        })
-        .await;
+        status_becomes(&api, id, "expired", 10).await;
     }
     let stats: Value = cluster.admin().stats("VAX-001").await;
     assert_eq!(
@@ -161,69 +156,28 @@ async fn unpaid_reservations_expire_and_their_stock_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_job_loses_nothing_and_repeats_nothing() {
     let cluster = shop(5, "").await;
-    let mut doomed =
-        WorkerProcess::start(&cluster.db.url, "doomed", &["--visibility-timeout", "2s"]).await;
-    let (mut api, ids) = buyer_with_orders(&cluster, "u2", 1).await;
-    let id = &ids[0];
+    let timeout = ["--visibility-timeout", "2s"];
+    let mut doomed = WorkerProcess::start(&cluster.db.url, "doomed", &timeout).await;
     // tok_slow takes two seconds: long enough to be killed in the middle.
-    api.post(
-        &format!("/api/v1/orders/{id}/pay"),
-        &json!({ "payment_token": "tok_slow" }),
-    )
-    .await;
-    let db = cluster.db.db.clone();
-    eventually(
-        Duration::from_secs(5),
-        "the doomed worker to claim the payment",
-        || {
-            let db = db.clone();
-            async move {
-                let running = scalar(
-                    &db,
-                    "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND worker = $1",
-                    "doomed",
-                )
-                .await;
-                (running == 1).then_some(())
-            }
-        },
-    )
-    .await;
+    let (api, id) = slow_payment_running(&cluster, "u2", "doomed").await;
     doomed.kill();
     assert_eq!(
-        order_status(&api, id).await,
+        order_status(&api, &id).await,
         "paying",
         "killed before it paid"
     );
 
-    let _rescuer =
-        WorkerProcess::start(&cluster.db.url, "rescuer", &["--visibility-timeout", "2s"]).await;
-    let api2 = api.clone();
-    eventually(
-        Duration::from_secs(15),
-        "another worker to finish the payment",
-        || {
-            let api = api2.clone();
-            async move { (order_status(&api, id).await == "confirmed").then_some(()) }
-        },
-    )
-    .await;
+    let _rescuer = WorkerProcess::start(&cluster.db.url, "rescuer", &timeout).await;
+    status_becomes(&api, &id, "confirmed", 15).await;
+    let charges = "SELECT COUNT(*) FROM charges WHERE order_id = $1";
+    assert_eq!(scalar(&cluster.db.db, charges, &id).await, 1);
+    let attempt =
+        "SELECT attempt FROM jobs WHERE kind = 'payment' AND payload LIKE '%' || $1 || '%'";
     assert_eq!(
-        scalar(
-            &cluster.db.db,
-            "SELECT COUNT(*) FROM charges WHERE order_id = $1",
-            id
-        )
-        .await,
-        1
+        scalar(&cluster.db.db, attempt, &id).await,
+        2,
+        "the second attempt finished it"
     );
-    let attempts = scalar(
-        &cluster.db.db,
-        "SELECT attempt FROM jobs WHERE kind = 'payment' AND payload LIKE '%' || $1 || '%'",
-        id,
-    )
-    .await;
-    assert_eq!(attempts, 2, "the second attempt finished it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,17 +354,7 @@ async fn sigterm_finishes_running_jobs_or_hands_them_back() {
         "handed back unfinished"
     );
     let _next = WorkerProcess::start(&cluster.db.url, "next", &[]).await;
-    let api2 = api.clone();
-    eventually(
-        Duration::from_secs(10),
-        "the next worker to finish it",
-        || {
-            let api = api2.clone();
-            let id = id.clone();
-            async move { (order_status(&api, &id).await == "confirmed").then_some(()) }
-        },
-    )
-    .await;
+    status_becomes(&api, &id, "confirmed", 10).await;
     assert_eq!(
         scalar(
             &cluster.db.db,

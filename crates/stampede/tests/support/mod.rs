@@ -676,20 +676,11 @@ impl Gateway {
     async fn spawn(command: Command, admin: bool, config: Option<TempFile>) -> Gateway {
         let mut process = Process::spawn(command, "gateway");
         let addr = process
-            .line_after("stampede gateway listening on http://")
+            .addr_after("stampede gateway listening on http://")
             .await;
-        let addr = addr.trim().parse().expect("listen address");
         let admin = match admin {
             false => None,
-            true => {
-                let rest = process.line_after("admin (metrics) on http://").await;
-                Some(
-                    rest.trim()
-                        .trim_end_matches("/metrics")
-                        .parse()
-                        .expect("admin address"),
-                )
-            }
+            true => Some(process.admin_addr().await),
         };
         Gateway {
             process,
@@ -707,25 +698,6 @@ impl Gateway {
     /// `http://ADMIN/PATH`.
     pub(crate) fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin.expect("admin listener"))
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
-    /// Everything the gateway wrote to stderr so far.
-    pub(crate) fn stderr(&self) -> String {
-        self.process.stderr()
-    }
-
-    /// Sends SIGTERM.
-    pub(crate) fn terminate(&self) {
-        self.process.terminate();
-    }
-
-    /// Waits for the process to exit; `None` if it is still running after `limit`.
-    pub(crate) async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        self.process.wait_exit(limit).await
     }
 
     /// The peak resident set size of the process in bytes (Linux).

@@ -3,6 +3,7 @@
 //! messages, and killed when dropped so no test leaves a process behind.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -95,6 +96,21 @@ impl Process {
                 ),
             }
         }
+    }
+
+    /// The address in the first stdout line starting with `prefix`.
+    pub(crate) async fn addr_after(&mut self, prefix: &str) -> SocketAddr {
+        let rest = self.line_after(prefix).await;
+        let addr = rest.split_whitespace().next().unwrap_or_default();
+        let addr = addr.trim_end_matches("/metrics");
+        addr.parse().unwrap_or_else(|_| {
+            panic!("{}: `{addr}` after `{prefix}` is not an address", self.name)
+        })
+    }
+
+    /// The admin listener's address, from the line every role prints.
+    pub(crate) async fn admin_addr(&mut self) -> SocketAddr {
+        self.addr_after("admin (metrics) on http://").await
     }
 
     pub(crate) fn pid(&self) -> u32 {

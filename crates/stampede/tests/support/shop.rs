@@ -3,8 +3,6 @@
 //! cookie, for the shop's integration tests.
 
 use std::net::SocketAddr;
-use std::process::ExitStatus;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -63,27 +61,25 @@ impl ShopNode {
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
-
-    /// Kills the node at once (SIGKILL), as a crash would.
-    pub(crate) fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// Sends SIGTERM.
-    pub(crate) fn terminate(&self) {
-        self.process.terminate();
-    }
-
-    /// Waits for the node to exit.
-    pub(crate) async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        self.process.wait_exit(limit).await
-    }
-
-    /// Everything the node wrote to stderr so far.
-    pub(crate) fn stderr(&self) -> String {
-        self.process.stderr()
-    }
 }
+
+/// Each role process is its [`Process`]: kill, terminate, wait, stderr.
+macro_rules! a_process {
+    ($($role:ty),*) => {$(
+        impl std::ops::Deref for $role {
+            type Target = Process;
+            fn deref(&self) -> &Process {
+                &self.process
+            }
+        }
+        impl std::ops::DerefMut for $role {
+            fn deref_mut(&mut self) -> &mut Process {
+                &mut self.process
+            }
+        }
+    )*};
+}
+a_process!(ShopNode, WorkerProcess, Gateway);
 
 /// A running `stampede worker`, killed when dropped.
 #[derive(Debug)]
@@ -115,26 +111,6 @@ impl WorkerProcess {
         };
         process.line_after("stampede worker running").await;
         WorkerProcess { process, admin }
-    }
-
-    /// Kills the worker at once (SIGKILL), as a crash would.
-    pub(crate) fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// Sends SIGTERM.
-    pub(crate) fn terminate(&self) {
-        self.process.terminate();
-    }
-
-    /// Waits for the worker to exit.
-    pub(crate) async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        self.process.wait_exit(limit).await
-    }
-
-    /// Everything the worker wrote to stderr so far.
-    pub(crate) fn stderr(&self) -> String {
-        self.process.stderr()
     }
 }
 
