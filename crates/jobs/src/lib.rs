@@ -31,7 +31,8 @@
 //! - [`queue`]: enqueue, claim, report, reclaim.
 //! - [`backoff`]: how long a failed job waits before its next attempt.
 //! - [`handler`]: what a worker runs for each job kind.
-//! - [`schedule`]: periodic jobs, once per tick across every worker.
+//! - [`schedule`]: periodic jobs, once per tick across every worker;
+//!   [`cron`] the cron expressions they may use.
 //! - [`lease`]: named leases with fencing tokens, for single-runner work.
 //! - [`admin`]: queue depths, failing and dead jobs, retrying a dead one.
 //!
@@ -39,6 +40,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod cron;
 pub mod handler;
 pub mod lease;
 pub mod queue;
@@ -47,4 +49,4 @@ pub mod schedule;
 pub use backoff::Backoff;
 pub use handler::{BoxFuture, Handler};
 pub use queue::{Job, JobError, NewJob, Retry};
-pub use schedule::Schedule;
+pub use schedule::{Schedule, When};

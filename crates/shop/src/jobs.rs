@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stampede_jobs::{BoxFuture, Handler, Job, NewJob, Schedule, admin, queue};
+use stampede_jobs::{BoxFuture, Handler, Job, NewJob, Schedule, When, admin, queue};
 use stampede_store::orders::{self, PaymentResult};
 use stampede_store::{Db, StoreError, now_ms};
 
@@ -31,8 +31,9 @@ const CONFIRM: &str = "confirm";
 const EXPIRE: &str = "expire_reservations";
 const PRUNE: &str = "prune";
 
-/// How often old idempotency keys and completed jobs are deleted.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// When old idempotency keys and completed jobs are deleted: hourly, at 17
+/// past, away from the top of the hour when other crons crowd in.
+const PRUNE_AT: &str = "17 * * * *";
 
 /// How long a `201` stays replayable under its idempotency key (Stripe's
 /// 24 hours).
@@ -92,12 +93,18 @@ pub fn handlers(db: &Db) -> Vec<Arc<dyn Handler>> {
 /// The shop's periodic jobs: expiring unpaid reservations every
 /// `expire_every`, and pruning old keys and jobs every hour.
 pub fn schedules(expire_every: Duration) -> Vec<Schedule> {
-    let every = |name: &str, every| Schedule {
+    let schedule = |name: &str, when| Schedule {
         name: name.to_owned(),
-        every,
+        when,
         job: NewJob::new(DEFAULT_QUEUE, name, "{}"),
     };
-    vec![every(EXPIRE, expire_every), every(PRUNE, PRUNE_EVERY)]
+    let hourly = PRUNE_AT
+        .parse()
+        .map_or(When::Every(Duration::from_secs(3600)), When::Cron);
+    vec![
+        schedule(EXPIRE, When::Every(expire_every)),
+        schedule(PRUNE, hourly),
+    ]
 }
 
 fn to_json(value: &impl Serialize) -> String {
@@ -217,5 +224,16 @@ where
         if deleted < BATCH as u64 {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_is_a_cron_schedule() {
+        let schedules = schedules(Duration::from_secs(5));
+        assert!(matches!(&schedules[1].when, When::Cron(c) if c.to_string() == PRUNE_AT));
     }
 }

@@ -191,7 +191,9 @@ pub(crate) async fn schedule_loop(
         }
         let now = now_ms();
         for schedule in &schedules {
-            let tick = schedule.tick(now);
+            let Some(tick) = schedule.tick(now) else {
+                continue;
+            };
             if done.get(&schedule.name) == Some(&tick) {
                 continue;
             }
