@@ -60,6 +60,8 @@ OUT_DIR="$SCRIPT_DIR/out"
 CLK_TCK=$(getconf CLK_TCK)
 # The target of the issue, in jobs/s on PostgreSQL.
 TARGET=20000
+# What each line of the raw runs file holds.
+COLUMNS="round, engine, workers, loops, batch, jobs/s, enqueue jobs/s, p50 ms, p99 ms, max ms, mean batch, claim ms, complete ms, quiet, load1"
 
 TMP=""
 
@@ -139,7 +141,7 @@ run_example() {
 
 # One measured run, appended to $RAW as: round, engine, workers, loops per
 # worker, batch, jobs/s, enqueue jobs/s, p50 ms, p99 ms, max ms, mean
-# batch, quiet, load1.
+# batch, mean claim ms, mean complete ms (per batch), quiet, load1.
 measure() {
   local round=$1 engine=$2 workers=$3 log_file result line
   RUN_NO=$((RUN_NO + 1))
@@ -149,52 +151,57 @@ measure() {
   run_example "$log_file" "$engine" "$workers"
   result=$RESULT
   VERSIONS[$engine]=$(field "$result" version)
-  line=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$round" "$engine" "$workers" \
+  line=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$round" "$engine" "$workers" \
     "$(field "$result" concurrency)" "$(field "$result" batch)" "$(field "$result" rate)" \
     "$(field "$result" enqueue_rate)" "$(field "$result" p50_ms)" "$(field "$result" p99_ms)" \
-    "$(field "$result" max_ms)" "$(field "$result" batch_mean)" "$QUIET" "$LOAD1")
+    "$(field "$result" max_ms)" "$(field "$result" batch_mean)" "$(field "$result" claim_ms)" \
+    "$(field "$result" complete_ms)" "$QUIET" "$LOAD1")
   printf '%s\n' "$line" >>"$RAW"
   printf '%s\n' "$line" | awk -F'\t' '{
-    printf "run: round %s %-8s %s workers × %s loops  %7s jobs/s  enqueue %7s jobs/s  p50 %s ms  p99 %s ms  max %s ms  batch %s  quiet %s\n",
-      $1, $2, $3, $4, $6, $7, $8, $9, $10, $11, $12
+    printf "run: round %s %-8s %s workers × %s loops  %7s jobs/s  enqueue %7s jobs/s  p50 %s ms  p99 %s ms  max %s ms  batch %s (claim %s ms, complete %s ms)  quiet %s\n",
+      $1, $2, $3, $4, $6, $7, $8, $9, $10, $11, $12, $13, $14
   }'
 }
 
 # ------------------------------------------------------------- reporting
 
 # Per engine and worker count: loops, batch, every round's rate, and the
-# medians of rate, enqueue rate, p50 and p99, the largest max, noisy runs.
+# medians of rate, enqueue rate, p50 and p99, the largest max, the medians
+# of the mean claim and complete times, and the number of noisy runs.
 summarize() {
   awk -F'\t' "$AWK_MEDIAN"'
     {
       k = $2 "\t" $3
       if (!(k in n)) order[++keys] = k
       i = ++n[k]; loops[k] = $4; batch[k] = $5; rounds[k] = rounds[k] (i > 1 ? " · " : "") $6
-      rate[k, i] = $6; enq[k, i] = $7; p50[k, i] = $8; p99[k, i] = $9
+      rate[k, i] = $6; enq[k, i] = $7; p50[k, i] = $8; p99[k, i] = $9; cl[k, i] = $12; co[k, i] = $13
       if ($10 + 0 > mx[k] + 0) mx[k] = $10
-      if ($12 != "yes") noisy[k]++
+      if ($14 != "yes") noisy[k]++
     }
     END {
       for (o = 1; o <= keys; o++) {
         k = order[o]
-        for (i = 1; i <= n[k]; i++) { r[i] = rate[k, i]; e[i] = enq[k, i]; a[i] = p50[k, i]; b[i] = p99[k, i] }
-        printf "%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%s\t%d\n", k, loops[k], batch[k], rounds[k],
-          median(r, n[k]), median(e, n[k]), median(a, n[k]), median(b, n[k]), mx[k], noisy[k] + 0
+        for (i = 1; i <= n[k]; i++) {
+          r[i] = rate[k, i]; e[i] = enq[k, i]; a[i] = p50[k, i]; b[i] = p99[k, i]; c[i] = cl[k, i]; d[i] = co[k, i]
+        }
+        printf "%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%s\t%.2f\t%.2f\t%d\n", k, loops[k], batch[k], rounds[k],
+          median(r, n[k]), median(e, n[k]), median(a, n[k]), median(b, n[k]), mx[k], median(c, n[k]), median(d, n[k]),
+          noisy[k] + 0
       }
     }' "$RAW"
 }
 
 report() {
   local summary=$1
-  echo "| engine | worker processes | loops each | batch | rounds (jobs/s) | median jobs/s | p50 ms | p99 ms | max ms | median enqueue jobs/s |"
-  echo "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+  echo "| engine | worker processes | loops each | batch | rounds (jobs/s) | median jobs/s | p50 ms | p99 ms | max ms | claim / complete ms | median enqueue jobs/s |"
+  echo "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
   awk -F'\t' '{
-    printf "| %s | %s | %s | %s | %s | **%s** | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $8, $9, $10, $7
+    printf "| %s | %s | %s | %s | %s | **%s** | %s | %s | %s | %s / %s | %s |\n", $1, $2, $3, $4, $5, $6, $8, $9, $10, $11, $12, $7
   }' <<<"$summary"
   echo
-  echo "Medians of $ROUNDS rounds of $JOBS jobs each; jobs/s is claim + no-op + complete, from the first claim to the last completion; latency is per job, from the start of its claim to its completion's return; max is the largest of all rounds."
+  echo "Medians of $ROUNDS rounds of $JOBS jobs each; jobs/s is claim + no-op + complete, from the first claim to the last completion; latency is per job, from the start of its claim to its completion's return; max is the largest of all rounds; claim / complete is the mean time of one claim and of one batch's completion statement, round trip and commit included."
   local noisy
-  noisy=$(awk -F'\t' '$11 > 0 {printf "%s%s with %s workers (%d runs)", (c++ ? ", " : ""), $1, $2, $11}' <<<"$summary")
+  noisy=$(awk -F'\t' '$13 > 0 {printf "%s%s with %s workers (%d runs)", (c++ ? ", " : ""), $1, $2, $13}' <<<"$summary")
   if [[ -n $noisy ]]; then
     echo
     echo "WARNING: runs measured on a busy machine (quiet wait timed out): $noisy."
@@ -230,7 +237,7 @@ main() {
   build
 
   local round engine workers
-  echo "# raw runs (round, engine, workers, loops, batch, jobs/s, enqueue jobs/s, p50 ms, p99 ms, max ms, mean batch, quiet, load1)"
+  echo "# raw runs ($COLUMNS)"
   for ((round = 1; round <= ROUNDS; round++)); do
     for engine in $ENGINES; do
       for workers in $WORKERS; do
@@ -241,7 +248,7 @@ main() {
 
   publish jobs "Job queue benchmark" \
     "ROUNDS=$ROUNDS JOBS=$JOBS WORKERS=\"$WORKERS\" CONCURRENCY=$CONCURRENCY BATCH=$BATCH ENQUEUE_BATCH=$ENQUEUE_BATCH ENQUEUE_CONCURRENCY=$ENQUEUE_CONCURRENCY" \
-    "round, engine, workers, loops, batch, jobs/s, enqueue jobs/s, p50 ms, p99 ms, max ms, mean batch, quiet, load1"
+    "$COLUMNS"
 }
 
 main "$@"

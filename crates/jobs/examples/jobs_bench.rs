@@ -370,22 +370,38 @@ async fn open_connections(db: &Db, n: usize) -> anyhow::Result<()> {
 async fn claim_loop(db: Db, worker: String, batch: usize) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
     loop {
-        let started = (Instant::now(), wall_us());
+        let (started, started_us) = (Instant::now(), wall_us());
         let jobs = queue::claim(&db, &[QUEUE], &worker, batch).await?;
         if jobs.is_empty() {
             return Ok(tally);
         }
+        let claimed = Instant::now();
         for job in &jobs {
             // The no-op: a handler that looks at its input and is done.
             std::hint::black_box(&job.payload);
         }
         let outcomes = queue::complete_all(db.pool(), &jobs).await?;
         let fenced = outcomes.iter().filter(|o| o.is_err()).count();
-        tally.record_batch(started, outcomes.len() - fenced, fenced)?;
+        tally.record_batch(
+            Times {
+                started,
+                started_us,
+                claimed,
+            },
+            outcomes.len() - fenced,
+            fenced,
+        )?;
     }
 }
 
 // ------------------------------------------------------------ the tally
+
+/// When one batch's claim began (monotonic and wall clock) and returned.
+struct Times {
+    started: Instant,
+    started_us: i64,
+    claimed: Instant,
+}
 
 /// What claim loops saw: completions, batches, their time span, latency.
 struct Tally {
@@ -395,6 +411,10 @@ struct Tally {
     /// Wall clock (µs) of the first claim, and of the last completion.
     first_claim_us: i64,
     last_done_us: i64,
+    /// Time spent in claims and in completions, summed over batches: what
+    /// a batch's round trips (and commits) cost.
+    claiming_us: u64,
+    completing_us: u64,
     latency_us: Histogram<u64>,
 }
 
@@ -406,23 +426,29 @@ impl Tally {
             batches: 0,
             first_claim_us: i64::MAX,
             last_done_us: i64::MIN,
+            claiming_us: 0,
+            completing_us: 0,
             latency_us: latency_histogram()?,
         })
     }
 
     fn record_batch(
         &mut self,
-        (claimed_at, claimed_at_us): (Instant, i64),
+        times: Times,
         completed: usize,
         fenced: usize,
     ) -> anyhow::Result<()> {
-        let took = u64::try_from(claimed_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let took = micros(times.started.elapsed());
+        let claiming = micros(times.claimed - times.started);
         self.latency_us
             .record_n(took.max(1), u64::try_from(completed)?)?;
         self.completed += u64::try_from(completed)?;
         self.fenced += u64::try_from(fenced)?;
         self.batches += 1;
-        self.first_claim_us = self.first_claim_us.min(claimed_at_us);
+        self.claiming_us += claiming;
+        self.completing_us += took.saturating_sub(claiming);
+        self.first_claim_us = self.first_claim_us.min(times.started_us);
         self.last_done_us = self.last_done_us.max(wall_us());
         Ok(())
     }
@@ -431,6 +457,8 @@ impl Tally {
         self.completed += other.completed;
         self.fenced += other.fenced;
         self.batches += other.batches;
+        self.claiming_us += other.claiming_us;
+        self.completing_us += other.completing_us;
         self.first_claim_us = self.first_claim_us.min(other.first_claim_us);
         self.last_done_us = self.last_done_us.max(other.last_done_us);
         Ok(self.latency_us.add(&other.latency_us)?)
@@ -450,12 +478,14 @@ impl Tally {
             .map(|v| format!("{}:{}", v.value_iterated_to(), v.count_at_value()))
             .collect();
         format!(
-            "tally {} {} {} {} {} {}",
+            "tally {} {} {} {} {} {} {} {}",
             self.completed,
             self.fenced,
             self.batches,
             self.first_claim_us,
             self.last_done_us,
+            self.claiming_us,
+            self.completing_us,
             histogram.join(",")
         )
     }
@@ -463,7 +493,18 @@ impl Tally {
     fn decode(line: &str) -> anyhow::Result<Self> {
         let bad = || anyhow!("a worker process reported {line:?}");
         let fields: Vec<&str> = line.split(' ').collect();
-        let ["tally", completed, fenced, batches, first, last, histogram] = fields[..] else {
+        let [
+            "tally",
+            completed,
+            fenced,
+            batches,
+            first,
+            last,
+            claiming,
+            completing,
+            histogram,
+        ] = fields[..]
+        else {
             return Err(bad());
         };
         let mut tally = Self::new()?;
@@ -472,6 +513,8 @@ impl Tally {
         tally.batches = batches.parse().map_err(|_| bad())?;
         tally.first_claim_us = first.parse().map_err(|_| bad())?;
         tally.last_done_us = last.parse().map_err(|_| bad())?;
+        tally.claiming_us = claiming.parse().map_err(|_| bad())?;
+        tally.completing_us = completing.parse().map_err(|_| bad())?;
         for pair in histogram.split(',').filter(|p| !p.is_empty()) {
             let (value, count) = pair.split_once(':').ok_or_else(bad)?;
             let (value, count) = (
@@ -550,6 +593,9 @@ struct Figures {
     p99_ms: f64,
     max_ms: f64,
     batch_mean: f64,
+    /// Mean time of one claim, and of one batch's completion.
+    claim_ms: f64,
+    complete_ms: f64,
     invariant: &'static str,
 }
 
@@ -577,6 +623,8 @@ impl Report {
             p99_ms: ms(t.latency_us.value_at_quantile(0.99)),
             max_ms: ms(t.latency_us.max()),
             batch_mean: t.completed as f64 / t.batches.max(1) as f64,
+            claim_ms: t.claiming_us as f64 / 1000.0 / t.batches.max(1) as f64,
+            complete_ms: t.completing_us as f64 / 1000.0 / t.batches.max(1) as f64,
             invariant,
         }
     }
@@ -609,6 +657,10 @@ impl Report {
             f.p50_ms, f.p99_ms, f.max_ms
         );
         println!(
+            "per batch: claim {:.2} ms, complete {:.2} ms (means, round trip and commit included)",
+            f.claim_ms, f.complete_ms
+        );
+        println!(
             "store: {}; workers told of {} completions, {} fenced: {}",
             describe(&self.store.states),
             t.completed,
@@ -621,7 +673,7 @@ impl Report {
     /// The last line, for scripts.
     fn print_record(&self, args: &Args, f: &Figures) {
         println!(
-            "result\tengine={}\tversion={}\tjobs={}\tworkers={}\tconcurrency={}\tbatch={}\tenqueue_rate={:.0}\trate={:.0}\tseconds={:.3}\tp50_ms={:.2}\tp99_ms={:.2}\tmax_ms={:.2}\tbatch_mean={:.1}\tfenced={}\tinvariant={}",
+            "result\tengine={}\tversion={}\tjobs={}\tworkers={}\tconcurrency={}\tbatch={}\tenqueue_rate={:.0}\trate={:.0}\tseconds={:.3}\tp50_ms={:.2}\tp99_ms={:.2}\tmax_ms={:.2}\tbatch_mean={:.1}\tclaim_ms={:.2}\tcomplete_ms={:.2}\tfenced={}\tinvariant={}",
             self.engine(),
             self.version.split_whitespace().next().unwrap_or_default(),
             args.jobs,
@@ -635,6 +687,8 @@ impl Report {
             f.p99_ms,
             f.max_ms,
             f.batch_mean,
+            f.claim_ms,
+            f.complete_ms,
             self.tally.fenced,
             f.invariant
         );
@@ -666,10 +720,13 @@ mod tests {
         sent.batches = 2;
         sent.first_claim_us = 10;
         sent.last_done_us = 2_000_010;
+        sent.claiming_us = 30;
+        sent.completing_us = 40;
         sent.latency_us.record_n(1_500, 4).expect("record");
         sent.latency_us.record_n(90_000, 3).expect("record");
         let got = Tally::decode(&sent.encode()).expect("decode");
         assert_eq!((got.completed, got.fenced, got.batches), (7, 1, 2));
+        assert_eq!((got.claiming_us, got.completing_us), (30, 40));
         assert_eq!(got.seconds(), 2.0);
         assert_eq!(got.latency_us.len(), 7);
         assert_eq!(got.latency_us.max(), sent.latency_us.max());
