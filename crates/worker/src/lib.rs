@@ -8,7 +8,9 @@
 //!   ready jobs and start each with its handler; poll again after
 //!   `poll_interval` when the queues are empty.
 //! - **run** (one per job): the handler, and beside it a heartbeat every
-//!   `heartbeat_interval`; then complete, or fail with a backoff. A
+//!   `heartbeat_interval`; then complete (batched with every other job that
+//!   finished meanwhile: one statement and one commit), or fail with a
+//!   backoff. A
 //!   heartbeat or report that is fenced (the job was reclaimed and taken
 //!   over) ends the job here without touching the newer attempt.
 //! - **reclaim**: every half visibility timeout, take back running jobs
@@ -121,10 +123,13 @@ impl Worker {
     /// Runs until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let (stop, stopping) = watch::channel(false);
+        let (completions, finished) = tokio::sync::mpsc::channel(stampede_jobs::queue::MAX_BATCH);
+        let completer = tokio::spawn(run::completer(self.db.clone(), finished));
         let shared = Arc::new(run::Shared {
             db: self.db,
             settings: self.settings,
             handlers: self.handlers,
+            completions,
         });
         let background = [
             tokio::spawn(run::reclaim_loop(Arc::clone(&shared), stopping.clone())),
@@ -139,7 +144,13 @@ impl Worker {
         tracing::info!("Shutting down: no new jobs; finishing the running ones.");
         let _ = stop.send(true);
         let _ = claiming.await;
-        for task in background.into_iter().chain(self.admin_tasks) {
+        // Every job has had its completion written (run_job waits for it),
+        // so stopping the completer loses nothing.
+        for task in background
+            .into_iter()
+            .chain(self.admin_tasks)
+            .chain([completer])
+        {
             task.abort();
         }
     }
