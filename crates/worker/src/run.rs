@@ -198,6 +198,8 @@ async fn report(shared: &Shared, job: &Job, result: Result<(), String>, started:
         tracing::warn!(job = %job.id, %error, "reporting a job failed");
         "unreported"
     });
+    metrics::histogram!("stampede_worker_job_attempt", "kind" => kind.clone())
+        .record(job.attempt as f64);
     metrics::counter!("stampede_worker_jobs_total", "kind" => kind, "outcome" => outcome)
         .increment(1);
 }
