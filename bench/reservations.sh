@@ -71,8 +71,6 @@ TARGET=25000
 TMP=""
 # PID of the `timeout` wrapping the run in progress; TERM to it reaches
 # the run, which cleans up after itself.
-CURRENT_PID=""
-
 log() { printf '[reservations.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 warn() { log "WARNING: $*"; }
 die() {
@@ -80,23 +78,8 @@ die() {
   exit 1
 }
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  if [[ -n $CURRENT_PID ]]; then
-    kill -TERM "$CURRENT_PID" 2>/dev/null
-    wait "$CURRENT_PID" 2>/dev/null
-  fi
-  if [[ -n $TMP && -d $TMP ]]; then
-    if [[ $KEEP_TMP == 1 || $rc != 0 ]]; then
-      log "kept temp dir (logs of every run): $TMP"
-    else
-      rm -rf "$TMP"
-    fi
-  fi
-  exit "$rc"
-}
+# shellcheck source=lib/run.sh
+source "$SCRIPT_DIR/lib/run.sh"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -138,18 +121,6 @@ source "$SCRIPT_DIR/lib/quiet.sh"
 source "$SCRIPT_DIR/lib/publish.sh"
 
 # ------------------------------------------------------------- measuring
-
-# Runs "$@" under `timeout` in the background and waits, so that Ctrl-C
-# reaches our trap at once; output goes to $1's log.
-bounded() {
-  local log_file=$1 limit=$2 rc=0
-  shift 2
-  timeout --kill-after=15 "$limit" "$@" >"$log_file" 2>&1 &
-  CURRENT_PID=$!
-  wait "$CURRENT_PID" || rc=$?
-  CURRENT_PID=""
-  return "$rc"
-}
 
 # One pgbench run; sets RESULT to its rate (units taken from the row per
 # second). Results travel in variables, not $(...), so that the run is a
