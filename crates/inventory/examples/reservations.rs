@@ -43,20 +43,20 @@
 //! (`bench/reservations.sh`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, ensure};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor, Row};
+use sqlx::Row;
 use stampede_inventory::ledger::{self, Batch};
 use stampede_inventory::{GroupCommit, Idempotency, Outcome, Reservation, Settings};
 use stampede_store::products::{self, NewProduct};
 use stampede_store::{Db, DbOptions, Dialect, Order, OrderStatus, migrate, stats, users};
+use stampede_testkit::scratch;
 
 /// The one hot sku of every run.
 const SKU: &str = "HOT-1";
@@ -129,187 +129,20 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Makes the fresh database, runs, and always removes the database again.
+/// Makes the fresh database, runs, and always removes the database again
+/// (also on Ctrl-C or SIGTERM: `stampede_testkit::scratch`).
 async fn bench(args: &Args) -> anyhow::Result<()> {
     ensure!(args.clients > 0, "--clients must be at least 1");
     ensure!(
         args.duration > 0.0 && args.warmup >= 0.0,
         "--duration must be positive and --warmup not negative"
     );
-    let scratch = Scratch::create(&args.database_url).await?;
-    // On Ctrl-C or SIGTERM (a script's timeout) the database still goes.
-    let outcome = tokio::select! {
-        outcome = run(args, &scratch.url) => outcome,
-        signal = stop_signal() => Err(signal),
-    };
-    scratch.remove().await;
-    let report = outcome?;
+    let report = scratch::run(&args.database_url, "stampede_bench", |url| async move {
+        run(args, &url).await
+    })
+    .await?;
     report.print(args);
     report.verdict()
-}
-
-/// Resolves on Ctrl-C or SIGTERM, as the error that ends the run.
-async fn stop_signal() -> anyhow::Error {
-    use tokio::signal::unix::{SignalKind, signal};
-    // A handler that cannot be installed leaves the default one (which
-    // ends the process) rather than ending the run at once.
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => term.recv().await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        Ok(()) = tokio::signal::ctrl_c() => anyhow!("interrupted"),
-        _ = term => anyhow!("stopped by SIGTERM"),
-    }
-}
-
-// ------------------------------------------------------------- the database
-
-/// A database made for one run.
-struct Scratch {
-    url: String,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    /// The SQLite file, and the folder made for it if any.
-    Sqlite {
-        file: PathBuf,
-        folder: Option<PathBuf>,
-    },
-    Postgres {
-        admin_url: String,
-        name: String,
-    },
-}
-
-impl Scratch {
-    async fn create(url: &str) -> anyhow::Result<Self> {
-        match url.split_once("://") {
-            Some(("sqlite", path)) => Self::sqlite(path),
-            Some(("postgres" | "postgresql", _)) => Self::postgres(url).await,
-            _ => bail!("--database-url must be postgres://USER@HOST:PORT/DB or sqlite://PATH"),
-        }
-    }
-
-    fn sqlite(path: &str) -> anyhow::Result<Self> {
-        let path = path.split('?').next().unwrap_or_default();
-        let (file, folder) = if path.is_empty() {
-            let folder = std::env::temp_dir().join(format!(
-                "stampede-bench-{}-{:08x}",
-                std::process::id(),
-                fastrand::u32(..)
-            ));
-            std::fs::create_dir(&folder)
-                .with_context(|| format!("cannot create {}", folder.display()))?;
-            (folder.join("reservations.db"), Some(folder))
-        } else {
-            let file = PathBuf::from(path);
-            ensure!(
-                !file.exists(),
-                "{} exists; name a new file (it is removed after the run)",
-                file.display()
-            );
-            (file, None)
-        };
-        Ok(Self {
-            url: format!("sqlite://{}", file.display()),
-            cleanup: Cleanup::Sqlite { file, folder },
-        })
-    }
-
-    async fn postgres(admin_url: &str) -> anyhow::Result<Self> {
-        sqlx::any::install_default_drivers();
-        let name = format!("stampede_bench_{}", std::process::id());
-        let mut admin = AnyConnection::connect(admin_url)
-            .await
-            .with_context(|| format!("cannot connect to {admin_url}"))?;
-        refuse_lax_durability(&mut admin).await?;
-        admin
-            .execute(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await?;
-        admin
-            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .with_context(|| format!("cannot create the database {name}"))?;
-        let _ = admin.close().await;
-        Ok(Self {
-            url: with_database(admin_url, &name),
-            cleanup: Cleanup::Postgres {
-                admin_url: admin_url.to_owned(),
-                name,
-            },
-        })
-    }
-
-    /// Best effort: a failure here is reported, never hidden, but does not
-    /// change the run's verdict.
-    async fn remove(self) {
-        let result = match &self.cleanup {
-            Cleanup::Sqlite { file, folder } => remove_sqlite(file, folder.as_ref()),
-            Cleanup::Postgres { admin_url, name } => drop_database(admin_url, name).await,
-        };
-        if let Err(error) = result {
-            eprintln!("reservations: could not remove the benchmark database: {error:#}");
-        }
-    }
-}
-
-/// The numbers are only worth having for durable commits.
-async fn refuse_lax_durability(admin: &mut AnyConnection) -> anyhow::Result<()> {
-    for setting in ["fsync", "synchronous_commit"] {
-        let row = sqlx::query(AssertSqlSafe(format!("SHOW {setting}")))
-            .fetch_one(&mut *admin)
-            .await?;
-        let value: String = row.try_get(0)?;
-        ensure!(
-            !matches!(value.as_str(), "off" | "local"),
-            "the server runs with {setting}={value}: commits would not be durable, so the numbers would mean nothing"
-        );
-    }
-    Ok(())
-}
-
-fn remove_sqlite(file: &Path, folder: Option<&PathBuf>) -> anyhow::Result<()> {
-    if let Some(folder) = folder {
-        return Ok(std::fs::remove_dir_all(folder)?);
-    }
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = file.as_os_str().to_owned();
-        path.push(suffix);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    let mut admin = AnyConnection::connect(admin_url).await?;
-    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-    admin.execute(AssertSqlSafe(sql)).await?;
-    let _ = admin.close().await;
-    Ok(())
-}
-
-/// `url` with its database (the path) replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[host_start..]
-        .find('/')
-        .map_or(base.len(), |i| host_start + i);
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{}/{name}{query}", &base[..host_end])
 }
 
 // ---------------------------------------------------------------- the run
