@@ -181,7 +181,7 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<Report> {
     );
     let tally = load(args, &db, users).await?;
     let store = StoreCheck::read(&db).await?;
-    let version = engine_version(&db).await?;
+    let version = db.engine_version().await?;
     db.close().await;
     Ok(Report {
         dialect: db.dialect(),
@@ -190,15 +190,6 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<Report> {
         tally,
         store,
     })
-}
-
-async fn engine_version(db: &Db) -> anyhow::Result<String> {
-    let sql = match db.dialect() {
-        Dialect::Postgres => "SHOW server_version",
-        Dialect::Sqlite => "SELECT sqlite_version()",
-    };
-    let row = sqlx::query(sql).fetch_one(db.pool()).await?;
-    Ok(row.try_get(0)?)
 }
 
 fn default_users(args: &Args) -> u64 {

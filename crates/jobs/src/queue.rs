@@ -105,25 +105,8 @@ pub async fn enqueue<'c, E: Executor<'c, Database = Any>>(
     executor: E,
     job: &NewJob,
 ) -> Result<Option<String>, StoreError> {
-    let now = now_ms();
-    let id = new_id(now);
-    let done = sqlx::query(
-        "INSERT INTO jobs (id, queue, kind, payload, priority, state, attempt, max_attempts, run_at, unique_key, created_at)
-         VALUES ($1, $2, $3, $4, $5, 'available', 0, $6, $7, $8, $9)
-         ON CONFLICT (unique_key) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(&job.queue)
-    .bind(&job.kind)
-    .bind(&job.payload)
-    .bind(job.priority)
-    .bind(job.max_attempts.max(1))
-    .bind(job.run_at.unwrap_or(now))
-    .bind(job.unique_key.as_deref())
-    .bind(now)
-    .execute(executor)
-    .await?;
-    Ok((done.rows_affected() == 1).then_some(id))
+    let ids = enqueue_all(executor, std::slice::from_ref(job)).await?;
+    Ok(ids.into_iter().next().flatten())
 }
 
 /// Most jobs that [`enqueue_all`] or [`complete_all`] take in one call:

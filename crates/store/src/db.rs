@@ -150,6 +150,16 @@ impl Db {
         )
     }
 
+    /// The engine's own version string (for benchmark reports).
+    pub async fn engine_version(&self) -> Result<String, StoreError> {
+        let sql = match self.dialect {
+            Dialect::Postgres => "SHOW server_version",
+            Dialect::Sqlite => "SELECT sqlite_version()",
+        };
+        let row = sqlx::query(sql).fetch_one(&self.pool).await?;
+        Ok(sqlx::Row::try_get(&row, 0)?)
+    }
+
     /// Closes every connection; pending queries finish first.
     pub async fn close(&self) {
         self.pool.close().await;
