@@ -28,6 +28,11 @@ pub(crate) struct Args {
     /// postgres://USER@HOST/DB.
     #[arg(long)]
     database_url: Option<String>,
+
+    /// A TOML file every shop node reads (see examples/shop.toml), e.g. a
+    /// lower password cost for load tests with many users.
+    #[arg(long)]
+    shop_config: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -48,6 +53,7 @@ fn up(args: Args) -> anyhow::Result<()> {
     options.port = args.port;
     options.data_dir = args.data_dir;
     options.database_url = args.database_url;
+    options.shop_config = args.shop_config;
     // Two threads are plenty: `up` only relays log lines and waits.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

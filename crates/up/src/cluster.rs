@@ -23,6 +23,8 @@ pub(crate) struct Plan {
     /// The data directory, absolute.
     pub(crate) data_dir: PathBuf,
     pub(crate) startup_timeout: Duration,
+    /// A TOML file every shop node reads (`stampede shop --config`).
+    pub(crate) shop_config: Option<PathBuf>,
 }
 
 /// Where the started cluster answers.
@@ -67,16 +69,21 @@ fn migrate(plan: &Plan) -> Spec {
 
 fn shop(plan: &Plan, number: usize) -> Spec {
     let name = format!("shop-{number}");
+    let mut args = strings(&[
+        "shop",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &plan.database_url,
+        "--node-name",
+        &name,
+    ]);
+    if let Some(config) = &plan.shop_config {
+        args.push("--config".to_owned());
+        args.push(config.display().to_string());
+    }
     Spec {
-        args: strings(&[
-            "shop",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &plan.database_url,
-            "--node-name",
-            &name,
-        ]),
+        args,
         name,
         admin_token: Some(plan.token.secret().to_owned()),
     }
@@ -160,7 +167,18 @@ mod tests {
             token: AdminToken::given("secret"),
             data_dir: PathBuf::from("/d"),
             startup_timeout: Duration::from_secs(1),
+            shop_config: None,
         }
+    }
+
+    #[test]
+    fn a_shop_config_goes_to_every_shop() {
+        let configured = Plan {
+            shop_config: Some(PathBuf::from("/etc/shop.toml")),
+            ..plan()
+        };
+        let args = shop(&configured, 1).args.join(" ");
+        assert!(args.ends_with("--config /etc/shop.toml"), "{args}");
     }
 
     #[test]

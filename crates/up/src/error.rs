@@ -16,6 +16,14 @@ pub enum UpError {
         /// What the system said.
         source: io::Error,
     },
+    /// The `--shop-config` file is not there.
+    #[error("--shop-config {}: {source}", path.display())]
+    ShopConfig {
+        /// The file given.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
     /// A file `up` keeps in the data directory is not in the shape `up`
     /// writes it.
     #[error("{} is damaged ({problem}); delete it and start again", path.display())]
@@ -78,22 +86,7 @@ pub enum UpError {
     /// down.
     #[error("not every process stopped cleanly: {0}")]
     UncleanStop(String),
-    /// An HTTP call to the cluster failed before an answer came.
-    #[error("{what}: {detail}")]
-    Http {
-        /// The call, such as `POST /api/v1/admin/products`.
-        what: String,
-        /// What went wrong.
-        detail: String,
-    },
-    /// The cluster answered a seeding call with something unexpected.
-    #[error("{what} answered {status}: {body}")]
-    Seed {
-        /// The call.
-        what: String,
-        /// The status code.
-        status: u16,
-        /// The response body.
-        body: String,
-    },
+    /// A call that seeds the demo data failed or was refused.
+    #[error("seeding the demo data: {0}")]
+    Seed(#[from] stampede_client::ClientError),
 }

@@ -29,6 +29,16 @@ pub(crate) fn data_dir(path: &Path) -> Result<PathBuf, UpError> {
     path.canonicalize().map_err(error)
 }
 
+/// `path` made absolute (the children run from the same folder, but a
+/// printed command should work from anywhere), if the file exists: a
+/// typo is named before any child starts.
+pub(crate) fn existing(path: &Path) -> Result<PathBuf, UpError> {
+    path.canonicalize().map_err(|source| UpError::ShopConfig {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// The contents of `path`, or `None` when there is no such file.
 pub(crate) fn read_if_exists(path: &Path) -> Result<Option<String>, UpError> {
     match std::fs::read_to_string(path) {

@@ -66,6 +66,9 @@ pub struct Options {
     pub startup_timeout: Duration,
     /// How long the children get to stop before they are killed.
     pub drain_timeout: Duration,
+    /// A TOML file for every shop node (e.g. a lower password cost for
+    /// load tests with many users).
+    pub shop_config: Option<PathBuf>,
 }
 
 impl Options {
@@ -79,6 +82,7 @@ impl Options {
             database_url: None,
             startup_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            shop_config: None,
         }
     }
 }
@@ -125,6 +129,11 @@ pub async fn run(options: &Options, stop: &mut StopRequests) -> Result<(), UpErr
         token: AdminToken::load(&data_dir)?,
         data_dir,
         startup_timeout: options.startup_timeout,
+        shop_config: options
+            .shop_config
+            .as_deref()
+            .map(files::existing)
+            .transpose()?,
     };
     let mut supervisor = Supervisor::new(options.binary.clone());
     let outcome = supervise(&mut supervisor, &plan, stop).await;
@@ -155,7 +164,7 @@ async fn supervise(
 
 /// Seeds the demo data and prints the ready message.
 async fn welcome(plan: &Plan, started: Started) -> Result<(), UpError> {
-    let api = http::AdminApi::new(started.gateway, plan.token.secret());
+    let api = http::AdminApi::new(started.gateway, plan.token.secret())?;
     let demo = seed::seed(&api, &plan.data_dir).await?;
     let database = if plan.database_url.starts_with("sqlite:") {
         plan.database_url.clone()

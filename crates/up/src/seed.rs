@@ -9,11 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use crate::UpError;
 use crate::files;
 use crate::http::{AdminApi, Created};
+use stampede_client::{NewProduct, NewUser};
 
 /// The demo product's sku.
 pub(crate) const DEMO_SKU: &str = "DEMO-001";
@@ -48,14 +47,14 @@ pub(crate) struct Demo {
 
 /// Creates the demo product and users unless they exist.
 pub(crate) async fn seed(api: &AdminApi, data_dir: &Path) -> Result<Demo, UpError> {
-    let product = json!({
-        "sku": DEMO_SKU,
-        "name": "Demo flash-sale item",
-        "price_cents": 1999,
-        "stock": 100,
-        "per_user_limit": 1,
-    });
-    let product_created = api.create("/api/v1/admin/products", &product).await? == Created::New;
+    let product = NewProduct {
+        sku: DEMO_SKU.to_owned(),
+        name: "Demo flash-sale item".to_owned(),
+        price_cents: 1999,
+        stock: 100,
+        per_user_limit: 1,
+    };
+    let product_created = api.create_product(&product).await? == Created::New;
 
     let users_file = data_dir.join(USERS_FILE);
     let generated = files::create_private(&users_file, &format_users(&generate()?))?;
@@ -64,11 +63,14 @@ pub(crate) async fn seed(api: &AdminApi, data_dir: &Path) -> Result<Demo, UpErro
         path: users_file.clone(),
         problem: "each line should be `USERNAME PASSWORD`",
     })?;
-    let body = json!({ "users": users.iter().map(|u| json!({
-        "username": u.username,
-        "password": u.password,
-    })).collect::<Vec<_>>() });
-    let created = api.create("/api/v1/admin/users", &body).await?;
+    let new_users: Vec<NewUser> = users
+        .iter()
+        .map(|u| NewUser {
+            username: u.username.clone(),
+            password: u.password.clone(),
+        })
+        .collect();
+    let created = api.create_users(&new_users).await?;
     let known = match created {
         Created::New => true,
         // Made by an earlier start with these passwords...
