@@ -12,6 +12,7 @@ mod gateway;
 mod jobs;
 mod shop;
 mod signal;
+mod storm;
 mod up;
 mod worker;
 
@@ -49,6 +50,9 @@ enum Role {
     /// Run a local cluster: the gateway in front of N shop nodes, on SQLite
     /// in a data directory (or --database-url); Ctrl-C stops it all.
     Up(up::Args),
+    /// Send a flash crowd at a flash-sale API, show it live, check the
+    /// contract's invariants, and report (text, JSON or HTML).
+    Storm(storm::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Role::Worker(args) => worker::run(args),
         Role::Jobs(args) => jobs::run(args),
         Role::Up(args) => up::run(args),
+        Role::Storm(args) => storm::run(args),
     }
 }
 

@@ -132,6 +132,20 @@ impl Process {
         assert!(status.success(), "kill -TERM failed: {status}");
     }
 
+    /// Sends SIGTERM and blocks until the process exits or `limit` passes
+    /// (for `Drop` impls, where nothing can be awaited); a process that
+    /// stops its own children needs the chance to.
+    pub(crate) fn stop_within(&mut self, limit: Duration) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the process at once (SIGKILL) and reaps it.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
