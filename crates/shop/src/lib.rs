@@ -11,6 +11,8 @@
 //! - `api`: the routes, one module per resource, and the extractors and
 //!   error bodies they share.
 //! - [`catalog`]: the per-node product cache that is also the sold-out flag.
+//! - `session_lookups`: each request's session read from the store, with
+//!   concurrent reads on a node sharing one query.
 //! - [`passwords`]: argon2id hashing off the async threads.
 //! - [`jobs`]: the shop's background jobs (payment, confirmation, expiry),
 //!   run by `stampede worker`.
@@ -30,11 +32,13 @@ pub mod catalog;
 pub mod config;
 pub mod jobs;
 pub mod passwords;
+mod session_lookups;
 
 pub use config::{Config, Flags};
 
 use catalog::Catalog;
 use passwords::Passwords;
+use session_lookups::SessionLookups;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -42,6 +46,7 @@ pub(crate) struct App {
     db: Db,
     config: Config,
     catalog: Catalog,
+    sessions: SessionLookups,
     queues: GroupCommit,
     passwords: Passwords,
 }
@@ -97,6 +102,7 @@ impl Shop {
                 })?;
         let app = App {
             catalog: Catalog::new(db.clone()),
+            sessions: SessionLookups::start(db.clone()),
             db,
             config,
             queues,

@@ -74,12 +74,16 @@ store_tests! {
         let now = now_ms();
         sessions::create(&t.db, "live", "a", now + 60_000).await.expect("create");
         sessions::create(&t.db, "old", "a", now - 1).await.expect("create");
-        assert_eq!(sessions::username(&t.db, "live").await.expect("read").as_deref(), Some("a"));
-        assert_eq!(sessions::username(&t.db, "old").await.expect("read"), None);
+        sessions::create(&t.db, "other", "a", now + 60_000).await.expect("create");
+        let read = |hashes: &'static [&'static str]| sessions::usernames(&t.db, hashes);
+        let mut live = read(&["live", "old", "other", "never-was"]).await.expect("read");
+        live.sort();
+        assert_eq!(live, [("live".into(), "a".into()), ("other".into(), "a".into())]);
+        assert_eq!(read(&[]).await.expect("read none"), []);
         assert_eq!(sessions::purge_expired(&t.db).await.expect("purge"), 1);
         sessions::delete(&t.db, "live").await.expect("delete");
         sessions::delete(&t.db, "never-was").await.expect("delete an unknown one");
-        assert_eq!(sessions::username(&t.db, "live").await.expect("read"), None);
+        assert_eq!(read(&["live"]).await.expect("read"), []);
     }
 
     async fn login_failures_count_per_bucket_and_window(t) {

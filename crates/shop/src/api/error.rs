@@ -119,7 +119,7 @@ impl From<std::sync::Arc<StoreError>> for ApiError {
 }
 
 /// `503` for an outage, `500` for anything else; the details go to the log.
-fn store_failure(error: &StoreError) -> ApiError {
+pub(crate) fn store_failure(error: &StoreError) -> ApiError {
     if let StoreError::Unavailable(e) = error {
         tracing::warn!(error = %e, "store unavailable");
         ApiError::Unavailable

@@ -15,8 +15,9 @@ use http::header::{COOKIE, HeaderValue, SET_COOKIE};
 use http::request::Parts;
 use stampede_store::{now_ms, sessions};
 
-use super::error::ApiError;
+use super::error::{ApiError, store_failure};
 use crate::App;
+use crate::session_lookups::LookupError;
 
 /// The session cookie's name.
 pub(crate) const COOKIE_NAME: &str = "stampede_session";
@@ -32,8 +33,18 @@ impl FromRequestParts<Arc<App>> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let missing = ApiError::Unauthorized("log in first: no valid session cookie");
         let token = token(&parts.headers).ok_or(missing.clone())?;
-        let user = sessions::username(&app.db, &hash(token)).await?;
+        let user = app.sessions.username(hash(token)).await?;
         user.map(CurrentUser).ok_or(missing)
+    }
+}
+
+impl From<LookupError> for ApiError {
+    fn from(error: LookupError) -> Self {
+        match error {
+            LookupError::Overloaded => ApiError::Overloaded,
+            LookupError::Stopped => ApiError::Unavailable,
+            LookupError::Store(error) => store_failure(&error),
+        }
     }
 }
 
