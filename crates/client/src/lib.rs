@@ -172,6 +172,19 @@ impl SkuStats {
     }
 }
 
+/// The body of an order, encoded once: a crowd sends the same one many
+/// times.
+#[derive(Debug, Clone)]
+pub struct OrderBody(Bytes);
+
+impl OrderBody {
+    /// `{"sku": sku, "quantity": quantity}`.
+    pub fn new(sku: &str, quantity: i64) -> Self {
+        let body = serde_json::json!({ "sku": sku, "quantity": quantity });
+        Self(Bytes::from(body.to_string()))
+    }
+}
+
 /// A logged-in user's session: the cookies the login answer set, ready to
 /// send back.
 #[derive(Debug, Clone)]
@@ -234,7 +247,7 @@ impl ShopClient {
         }
         let body = serde_json::json!({ "users": users });
         let answer = self
-            .call(Method::POST, "/api/v1/admin/users", Some(&body), None)
+            .call(Method::POST, "/api/v1/admin/users", Some(json(&body)), None)
             .await?;
         let created: Created = answer.expect(StatusCode::CREATED)?;
         Ok(created.created)
@@ -247,7 +260,12 @@ impl ShopClient {
             detail: e.to_string(),
         })?;
         let answer = self
-            .call(Method::POST, "/api/v1/admin/products", Some(&body), None)
+            .call(
+                Method::POST,
+                "/api/v1/admin/products",
+                Some(json(&body)),
+                None,
+            )
             .await?;
         answer.expect::<serde_json::Value>(StatusCode::CREATED)?;
         Ok(())
@@ -257,7 +275,7 @@ impl ShopClient {
     pub async fn login(&self, username: &str, password: &str) -> Result<Session, ClientError> {
         let body = serde_json::json!({ "username": username, "password": password });
         let answer = self
-            .call(Method::POST, "/api/v1/login", Some(&body), None)
+            .call(Method::POST, "/api/v1/login", Some(json(&body)), None)
             .await?;
         answer.expect::<serde_json::Value>(StatusCode::OK)?;
         let cookie = session_cookie(&answer.set_cookies).ok_or_else(|| ClientError::Malformed {
@@ -267,10 +285,10 @@ impl ShopClient {
         Ok(Session { cookie })
     }
 
-    /// Tries to order `quantity` of `sku`: the answer, whatever it is.
-    pub async fn order(&self, session: &Session, sku: &str, quantity: i64) -> Answer {
-        let body = serde_json::json!({ "sku": sku, "quantity": quantity });
-        let call = self.call(Method::POST, "/api/v1/orders", Some(&body), Some(session));
+    /// Tries to place `order`: the answer, whatever it is.
+    pub async fn order(&self, session: &Session, order: &OrderBody) -> Answer {
+        let body = Some(order.0.clone());
+        let call = self.call(Method::POST, "/api/v1/orders", body, Some(session));
         Answer::from_call(call.await, StatusCode::CREATED)
     }
 
@@ -312,7 +330,7 @@ impl ShopClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        body: Option<Bytes>,
         session: Option<&Session>,
     ) -> Result<Raw, ClientError> {
         let what = format!("{method} {path}");
@@ -328,7 +346,7 @@ impl ShopClient {
         let body = match body {
             Some(body) => {
                 request = request.header(CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(body.to_string()))
+                Full::new(body)
             }
             None => Full::default(),
         };
@@ -396,6 +414,10 @@ impl Raw {
             detail: e.to_string(),
         })
     }
+}
+
+fn json(value: &serde_json::Value) -> Bytes {
+    Bytes::from(value.to_string())
 }
 
 /// `http://host:port[/]` becomes `http://host:port`; anything else is

@@ -119,6 +119,8 @@ fn assert_sold_out_cleanly(report: &Value, stock: i64) {
     assert_eq!(report["statuses"]["201"], stock);
     assert!(report["crowd"]["time_to_sell_out_seconds"].is_f64());
     assert_eq!(report["fairness"]["winners"], stock);
+    let attempts = &report["crowd"]["attempts"];
+    assert_eq!(&report["order_latency"]["count"], attempts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use stampede_client::{Answer, Outcome, ShopClient};
+use stampede_client::{Answer, OrderBody, Outcome, ShopClient};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -45,7 +45,7 @@ struct Crowd {
     client: ShopClient,
     members: Arc<Vec<Member>>,
     sku: String,
-    quantity: i64,
+    order: OrderBody,
     read_ratio: f64,
     deadline: Instant,
     max_requests: u64,
@@ -79,7 +79,7 @@ pub(crate) async fn run(
         errors: members.iter().map(|_| AtomicU8::new(0)).collect(),
         members,
         sku: options.sku.clone(),
-        quantity: options.quantity,
+        order: OrderBody::new(&options.sku, options.quantity),
         read_ratio: options.read_ratio,
         deadline: start + options.duration,
         max_requests: options.max_requests.unwrap_or(u64::MAX),
@@ -218,7 +218,7 @@ impl Crowd {
     /// One attempt of `member` to buy, timed from `due`.
     async fn buy(&self, member: usize, due: Instant) -> Then {
         let session = &self.members[member].session;
-        let answer = self.client.order(session, &self.sku, self.quantity).await;
+        let answer = self.client.order(session, &self.order).await;
         self.lock()
             .record(Some(member), &answer, due.elapsed(), &self.live);
         let then = self.then(member, &answer);

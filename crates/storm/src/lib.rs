@@ -43,6 +43,10 @@ pub use options::{Load, Options};
 pub use progress::Progress;
 pub use report::{CrowdSummary, LatencyRow, Report, SecondRow};
 
+/// Connections an open loop opens before it starts (a closed loop opens
+/// one per concurrent user).
+const WARM_OPEN_LOOP: usize = 256;
+
 /// Setup calls hash passwords server-side; they may take this long.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -68,6 +72,9 @@ pub enum StormError {
         /// What the server or the connection said.
         source: ClientError,
     },
+    /// The product page could not be read before the crowd.
+    #[error("setup failed while reading the product page: {0}")]
+    Warm(String),
     /// Reading the stats or the users' orders failed, so no verdict.
     #[error("checking the invariants failed: {0}")]
     Check(ClientError),
@@ -86,15 +93,16 @@ pub async fn run(options: &Options, progress: &Progress) -> Result<Report, Storm
         setup_timeout,
         options.login_concurrency,
     )?;
-    let setup_started = Instant::now();
-    let members = Arc::new(setup::prepare(options, &admin, progress).await?);
-    let setup_time = setup_started.elapsed();
-
-    let idle = match options.load {
-        Load::Closed { concurrency, .. } => concurrency,
-        Load::Open { max_in_flight, .. } => max_in_flight,
+    let (idle, warm) = match options.load {
+        Load::Closed { concurrency, .. } => (concurrency, concurrency),
+        Load::Open { max_in_flight, .. } => (max_in_flight, max_in_flight.min(WARM_OPEN_LOOP)),
     };
     let crowd_client = ShopClient::new(&options.target, None, options.request_timeout, idle)?;
+    let setup_started = Instant::now();
+    let members = setup::prepare(options, &admin, &crowd_client, progress).await?;
+    setup::warm_up(options, &crowd_client, warm, progress).await?;
+    let members = Arc::new(members);
+    let setup_time = setup_started.elapsed();
     progress.step("the crowd is in");
     let ran = crowd::run(options, crowd_client.clone(), members.clone(), progress).await;
 

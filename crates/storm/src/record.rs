@@ -150,7 +150,7 @@ impl Recorder {
 
 /// A histogram of microseconds up to [`MAX_MICROS`] with `digits`
 /// significant digits (the per-second ones need less precision).
-fn histogram(digits: u8) -> Histogram<u64> {
+pub(crate) fn histogram(digits: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, digits).expect("static histogram bounds are valid")
 }
 

@@ -21,6 +21,7 @@ use crate::Options;
 use crate::crowd::Ran;
 use crate::fairness::{Fairness, fairness};
 use crate::invariants::Invariants;
+use crate::record::{Recorder, histogram};
 
 /// Everything a storm found.
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +34,8 @@ pub struct Report {
     pub users: usize,
     /// The crowd's numbers.
     pub crowd: CrowdSummary,
+    /// Latency of every order attempt, whatever its outcome, in ms.
+    pub order_latency: LatencyRow,
     /// Latency per outcome, in milliseconds.
     pub latency: Vec<LatencyRow>,
     /// Answers per status code (`none` for no answer).
@@ -149,6 +152,7 @@ impl Report {
                 time_to_sell_out_seconds: sell_out,
                 dropped: record.dropped,
             },
+            order_latency: latency_row("all orders", &order_latencies(record)),
             latency: Outcome::ALL
                 .iter()
                 .filter_map(|o| record.outcomes.get(o).map(|h| latency_row(o.name(), h)))
@@ -215,7 +219,7 @@ impl Report {
             "  {:<15} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "latency (ms)", "count", "p50", "p90", "p99", "max"
         );
-        for row in &self.latency {
+        for row in std::iter::once(&self.order_latency).chain(&self.latency) {
             let _ = writeln!(
                 t,
                 "  {:<15} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
@@ -286,6 +290,16 @@ impl Report {
             );
         }
     }
+}
+
+/// Every order attempt's latency in one histogram.
+fn order_latencies(record: &Recorder) -> Histogram<u64> {
+    let mut all = histogram(3);
+    for (_, h) in record.outcomes.iter().filter(|(o, _)| **o != Outcome::Read) {
+        // Same bounds and precision, so adding cannot fail.
+        let _ = all.add(h);
+    }
+    all
 }
 
 fn latency_row(outcome: &'static str, h: &Histogram<u64>) -> LatencyRow {

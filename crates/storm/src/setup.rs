@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use stampede_client::{ClientError, NewProduct, NewUser, Session, ShopClient};
+use stampede_client::{ClientError, NewProduct, NewUser, Outcome, Session, ShopClient};
 
 use crate::progress::Progress;
 use crate::{Options, StormError, bounded};
@@ -28,10 +28,12 @@ pub(crate) struct Member {
     pub(crate) session: Session,
 }
 
-/// Creates the users and the product and logs every user in.
+/// Creates the users and the product (with the `admin` client) and logs
+/// every user in (with the crowd's own `client`).
 pub(crate) async fn prepare(
     options: &Options,
     admin: &ShopClient,
+    client: &ShopClient,
     progress: &Progress,
 ) -> Result<Vec<Member>, StormError> {
     let mut rng = fastrand::Rng::with_seed(options.seed);
@@ -53,7 +55,35 @@ pub(crate) async fn prepare(
         .create_product(&product)
         .await
         .map_err(|source| setup("creating the product", source))?;
-    log_in(admin, users, options.login_concurrency, progress).await
+    log_in(client, users, options.login_concurrency, progress).await
+}
+
+/// Opens `connections` keep-alive connections for the crowd, each with one
+/// read of the product page: the crowd's users have been on the page
+/// before the sale opens, and the crowd's first instant should measure the
+/// sale, not TCP handshakes.
+pub(crate) async fn warm_up(
+    options: &Options,
+    client: &ShopClient,
+    connections: usize,
+    progress: &Progress,
+) -> Result<(), StormError> {
+    progress.step(&format!("opening {connections} connections"));
+    let (client, sku) = (client.clone(), options.sku.clone());
+    bounded(connections, connections, move |_| {
+        let (client, sku) = (client.clone(), sku.clone());
+        async move {
+            let answer = client.product(&sku).await;
+            match answer.outcome {
+                Outcome::Read => Ok(()),
+                _ => Err(StormError::Warm(answer.detail.unwrap_or_else(|| {
+                    format!("GET /api/v1/products/{sku}: {:?}", answer.status)
+                }))),
+            }
+        }
+    })
+    .await?;
+    Ok(())
 }
 
 async fn create_users(
