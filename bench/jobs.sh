@@ -65,19 +65,9 @@ COLUMNS="round, engine, workers, loops, batch, jobs/s, enqueue jobs/s, p50 ms, p
 
 TMP=""
 
-log() { printf '[jobs.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-warn() { log "WARNING: $*"; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
+# shellcheck source=lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
 
-# shellcheck source=lib/run.sh
-source "$SCRIPT_DIR/lib/run.sh"
-# shellcheck source=lib/quiet.sh
-source "$SCRIPT_DIR/lib/quiet.sh"
-# shellcheck source=lib/publish.sh
-source "$SCRIPT_DIR/lib/publish.sh"
 
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -69,17 +69,9 @@ CLK_TCK=$(getconf CLK_TCK)
 TARGET=25000
 
 TMP=""
-# PID of the `timeout` wrapping the run in progress; TERM to it reaches
-# the run, which cleans up after itself.
-log() { printf '[reservations.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-warn() { log "WARNING: $*"; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
+# shellcheck source=lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
 
-# shellcheck source=lib/run.sh
-source "$SCRIPT_DIR/lib/run.sh"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -112,13 +104,6 @@ build() {
   cp "$ROOT/target/release/examples/reservations" "$TMP/reservations"
   BUILT_AT=$(stat -c '%y' "$ROOT/target/release/examples/reservations" | cut -d. -f1)
 }
-
-# ---------------------------------------------------------- quiet machine
-
-# shellcheck source=lib/quiet.sh
-source "$SCRIPT_DIR/lib/quiet.sh"
-# shellcheck source=lib/publish.sh
-source "$SCRIPT_DIR/lib/publish.sh"
 
 # ------------------------------------------------------------- measuring
 
