@@ -105,6 +105,11 @@ pub(crate) struct Args {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+
+    /// Threads the load generator runs on [default: one per core]. On the
+    /// machine under test, fewer leave more CPU to the system measured.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -123,7 +128,11 @@ pub(crate) fn run(args: Args) -> ExitCode {
 
 fn storm(args: Args) -> anyhow::Result<Report> {
     let options = options(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("starting the async runtime")?;
