@@ -8,7 +8,8 @@
 //!   [`ShopClient::create_product`], [`ShopClient::login`],
 //!   [`ShopClient::orders`], [`ShopClient::stats`]) succeed or say what the
 //!   server answered instead, as a [`ClientError`];
-//! - **the hot path** ([`ShopClient::order`], [`ShopClient::product`])
+//! - **the hot path** ([`ShopClient::order`], [`ShopClient::product`], and
+//!   the same on a [`Lane`], a connection of the caller's own)
 //!   returns every answer as an [`Answer`], because under a crowd a
 //!   `409 sold_out` or a `503 overloaded` is a result to count, not an error.
 //!
@@ -27,8 +28,10 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
 mod answer;
+mod lane;
 
 pub use answer::{Answer, Outcome};
+pub use lane::Lane;
 
 /// The most users one `POST /api/v1/admin/users` may carry (the contract's).
 pub const USERS_PER_CALL: usize = 10_000;
@@ -198,6 +201,10 @@ pub struct ShopClient {
     http: Client<HttpConnector, Full<Bytes>>,
     /// `http://host:port`, without a trailing slash.
     base: String,
+    /// `host:port`, where a lane connects.
+    authority: String,
+    /// The `Host` header a lane sends.
+    host: HeaderValue,
     admin: Option<HeaderValue>,
     timeout: Duration,
 }
@@ -213,6 +220,12 @@ impl ShopClient {
         max_idle: usize,
     ) -> Result<Self, ClientError> {
         let base = validate_target(target)?;
+        let authority = base.trim_start_matches("http://").to_owned();
+        let host =
+            HeaderValue::try_from(authority.as_str()).map_err(|_| ClientError::BadTarget {
+                url: target.to_owned(),
+                reason: "the host is not a valid header value".to_owned(),
+            })?;
         let admin = admin_token
             .map(|token| HeaderValue::try_from(format!("Bearer {token}")))
             .transpose()
@@ -229,6 +242,8 @@ impl ShopClient {
         Ok(Self {
             http,
             base,
+            authority,
+            host,
             admin,
             timeout,
         })
@@ -333,6 +348,23 @@ impl ShopClient {
         body: Option<Bytes>,
         session: Option<&Session>,
     ) -> Result<Raw, ClientError> {
+        let (what, request) = self.request(method, path, body, session)?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(error_chain)?;
+            Raw::read(response).await
+        };
+        self.timed(what, exchange).await
+    }
+
+    /// A request to `path` with the session's cookies, the admin token if
+    /// this client has one, and `body` as JSON; and its name for messages.
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        session: Option<&Session>,
+    ) -> Result<(String, Request<Full<Bytes>>), ClientError> {
         let what = format!("{method} {path}");
         let mut request = Request::builder()
             .method(method)
@@ -350,11 +382,22 @@ impl ShopClient {
             }
             None => Full::default(),
         };
-        let request = request.body(body).map_err(|e| ClientError::Transport {
-            what: what.clone(),
-            detail: e.to_string(),
-        })?;
-        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+        match request.body(body) {
+            Ok(request) => Ok((what, request)),
+            Err(e) => Err(ClientError::Transport {
+                what,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// `exchange` within this client's timeout, its errors named `what`.
+    async fn timed(
+        &self,
+        what: String,
+        exchange: impl Future<Output = Result<Raw, String>>,
+    ) -> Result<Raw, ClientError> {
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(raw)) => Ok(Raw { what, ..raw }),
             Ok(Err(detail)) => Err(ClientError::Transport { what, detail }),
             Err(_) => Err(ClientError::Timeout {
@@ -363,9 +406,32 @@ impl ShopClient {
             }),
         }
     }
+}
 
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Raw, String> {
-        let response = self.http.request(request).await.map_err(error_chain)?;
+/// A whole answer, before anyone decided what it means.
+#[derive(Debug)]
+pub(crate) struct Raw {
+    what: String,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    set_cookies: Vec<HeaderValue>,
+    body: Bytes,
+}
+
+impl Raw {
+    /// No answer at all (for calls that only connect).
+    fn empty() -> Raw {
+        Raw {
+            what: String::new(),
+            status: StatusCode::OK,
+            retry_after: None,
+            set_cookies: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Reads a response to its end.
+    async fn read(response: hyper::Response<hyper::body::Incoming>) -> Result<Raw, String> {
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(error_chain)?.to_bytes();
         let retry_after = parts
@@ -382,19 +448,7 @@ impl ShopClient {
             body,
         })
     }
-}
 
-/// A whole answer, before anyone decided what it means.
-#[derive(Debug)]
-pub(crate) struct Raw {
-    what: String,
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    set_cookies: Vec<HeaderValue>,
-    body: Bytes,
-}
-
-impl Raw {
     /// The body as `T` if the status is `expected`; otherwise what the
     /// server said instead.
     fn expect<T: serde::de::DeserializeOwned>(

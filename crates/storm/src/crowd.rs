@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use stampede_client::{Answer, OrderBody, Outcome, ShopClient};
+use stampede_client::{Answer, Lane, OrderBody, Outcome, ShopClient};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::options::Load;
 use crate::record::{Live, Recorder};
 use crate::setup::Member;
-use crate::{Options, Progress};
+use crate::{Options, Progress, StormError, bounded};
 
 /// A user who gets this many errors (not sheds) gives up.
 const MAX_ERRORS_PER_USER: u8 = 10;
@@ -71,7 +71,16 @@ pub(crate) async fn run(
     client: ShopClient,
     members: Arc<Vec<Member>>,
     progress: &Progress,
-) -> Ran {
+) -> Result<Ran, StormError> {
+    let lanes = match options.load {
+        Load::Closed { concurrency, .. } => {
+            let lanes = concurrency.min(members.len());
+            progress.step(&format!("opening {lanes} connections"));
+            open_lanes(&client, &options.sku, lanes).await?
+        }
+        Load::Open { .. } => Vec::new(),
+    };
+    progress.step("the crowd is in");
     let start = Instant::now();
     let live = Arc::new(Live::default());
     let crowd = Arc::new(Crowd {
@@ -91,10 +100,9 @@ pub(crate) async fn run(
     });
     let follower = progress.follow(live, options.stock, start);
     match options.load {
-        Load::Closed {
-            concurrency,
-            think_time,
-        } => closed_loop(&crowd, concurrency, think_time, options.seed).await,
+        Load::Closed { think_time, .. } => {
+            closed_loop(&crowd, lanes, think_time, options.seed).await
+        }
         Load::Open {
             rate,
             max_in_flight,
@@ -104,28 +112,60 @@ pub(crate) async fn run(
     let elapsed = start.elapsed();
     let arrived = crowd.next.load(Ordering::Relaxed).min(crowd.members.len());
     let recorder = std::mem::replace(&mut *crowd.lock(), Recorder::new(start));
-    Ran {
+    Ok(Ran {
         recorder,
         elapsed,
         arrived,
+    })
+}
+
+/// One lane per closed-loop user slot, each opened with one read of the
+/// product page: the crowd's users have been on the page before the sale
+/// opens, so the crowd's first instant measures the sale, not handshakes.
+async fn open_lanes(client: &ShopClient, sku: &str, lanes: usize) -> Result<Vec<Lane>, StormError> {
+    let (client, sku) = (client.clone(), sku.to_owned());
+    bounded(lanes, lanes, move |_| {
+        let (client, sku) = (client.clone(), sku.clone());
+        async move {
+            let mut lane = Lane::open(&client)
+                .await
+                .map_err(|e| StormError::Warm(e.to_string()))?;
+            warmed(lane.product(&sku).await)?;
+            Ok(lane)
+        }
+    })
+    .await
+}
+
+/// A warm-up read must succeed: a crowd against a page that fails would
+/// measure nothing.
+pub(crate) fn warmed(answer: Answer) -> Result<(), StormError> {
+    match answer.outcome {
+        Outcome::Read => Ok(()),
+        _ => Err(StormError::Warm(answer.detail.unwrap_or_else(|| {
+            format!("the product page answered {:?}", answer.status)
+        }))),
     }
 }
 
-/// `concurrency` tasks, each serving one user at a time.
-async fn closed_loop(crowd: &Arc<Crowd>, concurrency: usize, think_time: Duration, seed: u64) {
+/// A task per lane, each serving one user at a time.
+async fn closed_loop(crowd: &Arc<Crowd>, lanes: Vec<Lane>, think_time: Duration, seed: u64) {
     let mut tasks = JoinSet::new();
-    for worker in 0..concurrency.min(crowd.members.len()) {
+    for (worker, mut lane) in lanes.into_iter().enumerate() {
         let crowd = crowd.clone();
         let mut rng =
             fastrand::Rng::with_seed(seed ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         tasks.spawn(async move {
             while let Some(member) = crowd.arrive() {
                 while crowd.admit() {
+                    let sent = Instant::now();
                     let then = if rng.f64() < crowd.read_ratio {
-                        crowd.read(Instant::now()).await;
+                        crowd.read(lane.product(&crowd.sku).await, sent);
                         Then::TryAgainAfter(Duration::ZERO)
                     } else {
-                        crowd.buy(member, Instant::now()).await
+                        let session = &crowd.members[member].session;
+                        let answer = lane.order(session, &crowd.order).await;
+                        crowd.bought(member, &answer, sent)
                     };
                     match then {
                         Then::Done => break,
@@ -180,9 +220,11 @@ async fn open_loop(crowd: &Arc<Crowd>, rate: f64, max_in_flight: usize, seed: u6
         tasks.spawn(async move {
             let _permit = permit;
             match member {
-                None => crowd.read(due).await,
+                None => crowd.read(crowd.client.product(&crowd.sku).await, due),
                 Some(member) => {
-                    if let Then::TryAgainAfter(_) = crowd.buy(member, due).await {
+                    let session = &crowd.members[member].session;
+                    let answer = crowd.client.order(session, &crowd.order).await;
+                    if let Then::TryAgainAfter(_) = crowd.bought(member, &answer, due) {
                         lock(&waiting).push_back(member);
                     }
                 }
@@ -210,18 +252,17 @@ impl Crowd {
         Instant::now() < self.deadline && self.admitted.load(Ordering::Relaxed) < self.max_requests
     }
 
-    async fn read(&self, due: Instant) {
-        let answer = self.client.product(&self.sku).await;
+    /// Records a read, timed from `due`.
+    fn read(&self, answer: Answer, due: Instant) {
         self.lock().record(None, &answer, due.elapsed(), &self.live);
     }
 
-    /// One attempt of `member` to buy, timed from `due`.
-    async fn buy(&self, member: usize, due: Instant) -> Then {
-        let session = &self.members[member].session;
-        let answer = self.client.order(session, &self.order).await;
+    /// Records `member`'s attempt to buy, timed from `due`; what the user
+    /// does next.
+    fn bought(&self, member: usize, answer: &Answer, due: Instant) -> Then {
         self.lock()
-            .record(Some(member), &answer, due.elapsed(), &self.live);
-        let then = self.then(member, &answer);
+            .record(Some(member), answer, due.elapsed(), &self.live);
+        let then = self.then(member, answer);
         if let Then::Done = then {
             self.done.fetch_add(1, Ordering::Relaxed);
         }

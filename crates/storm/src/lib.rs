@@ -93,18 +93,27 @@ pub async fn run(options: &Options, progress: &Progress) -> Result<Report, Storm
         setup_timeout,
         options.login_concurrency,
     )?;
-    let (idle, warm) = match options.load {
-        Load::Closed { concurrency, .. } => (concurrency, concurrency),
-        Load::Open { max_in_flight, .. } => (max_in_flight, max_in_flight.min(WARM_OPEN_LOOP)),
+    let idle = match options.load {
+        // Closed-loop users have connections of their own (lanes); the
+        // pool only serves setup and the checks.
+        Load::Closed { .. } => options.login_concurrency,
+        Load::Open { max_in_flight, .. } => max_in_flight,
     };
     let crowd_client = ShopClient::new(&options.target, None, options.request_timeout, idle)?;
     let setup_started = Instant::now();
     let members = setup::prepare(options, &admin, &crowd_client, progress).await?;
-    setup::warm_up(options, &crowd_client, warm, progress).await?;
+    if let Load::Open { max_in_flight, .. } = options.load {
+        setup::warm_up(
+            options,
+            &crowd_client,
+            max_in_flight.min(WARM_OPEN_LOOP),
+            progress,
+        )
+        .await?;
+    }
     let members = Arc::new(members);
     let setup_time = setup_started.elapsed();
-    progress.step("the crowd is in");
-    let ran = crowd::run(options, crowd_client.clone(), members.clone(), progress).await;
+    let ran = crowd::run(options, crowd_client.clone(), members.clone(), progress).await?;
 
     progress.step("checking the invariants");
     let verdict = check(options, &admin, &crowd_client, &members, &ran).await;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use stampede_client::{ClientError, NewProduct, NewUser, Outcome, Session, ShopClient};
+use stampede_client::{ClientError, NewProduct, NewUser, Session, ShopClient};
 
+use crate::crowd::warmed;
 use crate::progress::Progress;
 use crate::{Options, StormError, bounded};
 
@@ -58,10 +59,9 @@ pub(crate) async fn prepare(
     log_in(client, users, options.login_concurrency, progress).await
 }
 
-/// Opens `connections` keep-alive connections for the crowd, each with one
-/// read of the product page: the crowd's users have been on the page
-/// before the sale opens, and the crowd's first instant should measure the
-/// sale, not TCP handshakes.
+/// Opens `connections` keep-alive connections in the open loop's pool,
+/// each with one read of the product page (the closed loop's users open
+/// their own, see `crowd`).
 pub(crate) async fn warm_up(
     options: &Options,
     client: &ShopClient,
@@ -72,15 +72,7 @@ pub(crate) async fn warm_up(
     let (client, sku) = (client.clone(), options.sku.clone());
     bounded(connections, connections, move |_| {
         let (client, sku) = (client.clone(), sku.clone());
-        async move {
-            let answer = client.product(&sku).await;
-            match answer.outcome {
-                Outcome::Read => Ok(()),
-                _ => Err(StormError::Warm(answer.detail.unwrap_or_else(|| {
-                    format!("GET /api/v1/products/{sku}: {:?}", answer.status)
-                }))),
-            }
-        }
+        async move { warmed(client.product(&sku).await) }
     })
     .await?;
     Ok(())
