@@ -104,6 +104,36 @@ pub struct PoolConfig {
         deserialize_with = "de::duration"
     )]
     pub idle_timeout: Duration,
+    /// Active health checks; without this table every backend counts as up.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// `[pools.NAME.health_check]`: how the gateway probes each backend of a
+/// pool, and how many results in a row change its mind (HAProxy's `rise`
+/// and `fall`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// `GET` this path and expect a 2xx or 3xx; absent: a TCP connect is
+    /// the check.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Time between two checks of one backend.
+    #[serde(
+        default = "defaults::check_interval",
+        deserialize_with = "de::duration"
+    )]
+    pub interval: Duration,
+    /// How long one check may take before it counts as failed.
+    #[serde(default = "defaults::check_timeout", deserialize_with = "de::duration")]
+    pub timeout: Duration,
+    /// Passed checks in a row that bring a down backend back.
+    #[serde(default = "defaults::rise")]
+    pub rise: u32,
+    /// Failed checks in a row that take an up backend out.
+    #[serde(default = "defaults::fall")]
+    pub fall: u32,
 }
 
 /// One backend of a pool.
@@ -191,6 +221,18 @@ mod defaults {
     }
     pub(super) fn sticky_cookie() -> String {
         "stampede_backend".to_owned()
+    }
+    pub(super) fn check_interval() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub(super) fn check_timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub(super) fn rise() -> u32 {
+        2
+    }
+    pub(super) fn fall() -> u32 {
+        3
     }
     pub(super) fn path_prefix() -> String {
         "/".to_owned()
@@ -297,6 +339,11 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(check) = &pool.health_check {
+                check.validate().map_err(|(key, problem)| {
+                    (format!("pools.{name}.health_check.{key}"), problem)
+                })?;
+            }
         }
         if self.routes.is_empty() {
             return Err(("routes".into(), "no routes; add at least one".into()));
@@ -327,6 +374,30 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+}
+
+impl HealthCheckConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(path) = &self.path
+            && !path.starts_with('/')
+        {
+            return Err(("path".into(), format!("`{path}` must start with `/`")));
+        }
+        if self.interval.is_zero() {
+            return Err(("interval".into(), "must be more than 0".into()));
+        }
+        if self.timeout.is_zero() || self.timeout > self.interval {
+            return Err((
+                "timeout".into(),
+                "must be more than 0 and at most the interval".into(),
+            ));
+        }
+        if self.rise == 0 || self.fall == 0 {
+            let key = if self.rise == 0 { "rise" } else { "fall" };
+            return Err((key.into(), "must be at least 1".into()));
+        }
+        Ok(())
     }
 }
 

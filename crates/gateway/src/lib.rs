@@ -37,6 +37,7 @@ mod error;
 mod fields;
 mod forwarded;
 mod h1;
+mod health;
 mod pool;
 mod proxy;
 mod route;

@@ -11,7 +11,7 @@ use http::uri::Authority;
 use stampede_balance::strategy::Sticky;
 use stampede_balance::{Backend, Pick, Strategy};
 
-use crate::config::{HashOn, PoolConfig};
+use crate::config::{HashOn, HealthCheckConfig, PoolConfig};
 use crate::fields::Fields;
 use crate::telemetry::{BackendMetrics, RequestMetrics};
 
@@ -35,6 +35,7 @@ pub(crate) struct Pool {
     pub(crate) http2: bool,
     pub(crate) max_idle_per_backend: usize,
     pub(crate) idle_timeout: Duration,
+    pub(crate) health_check: Option<HealthCheckConfig>,
 }
 
 /// The backend chosen for one request.
@@ -78,6 +79,7 @@ impl Pool {
             http2: config.http2,
             max_idle_per_backend: config.max_idle_per_backend,
             idle_timeout: config.idle_timeout,
+            health_check: config.health_check.clone(),
         }
     }
 

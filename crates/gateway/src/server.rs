@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use crate::Shared;
 use crate::config::{Config, Limits};
 use crate::proxy::Proxy;
-use crate::{admin, connection};
+use crate::{admin, connection, health};
 
 /// How often a worker closes backend connections idle past their pool's
 /// `idle_timeout`.
@@ -88,6 +88,13 @@ impl Gateway {
             let stop = watch_shutdown.clone();
             threads.push(spawn_thread("stampede-admin", move || {
                 admin::serve(listener, shared, stop)
+            })?);
+        }
+        if health::wanted(&shared) {
+            let shared = Arc::clone(&shared);
+            let stop = watch_shutdown.clone();
+            threads.push(spawn_thread("stampede-health", move || {
+                health::run(shared, stop)
             })?);
         }
         for (i, listener) in listeners.into_iter().enumerate() {

@@ -19,6 +19,9 @@ pub const DURATION: &str = "stampede_gateway_request_duration_seconds";
 pub const BACKEND_CONNECTIONS: &str = "stampede_gateway_backend_connections";
 /// Requests in flight to each backend, by `pool` and `backend`.
 pub const BACKEND_IN_FLIGHT: &str = "stampede_gateway_backend_in_flight";
+/// 1 while a backend counts as up (its health checks pass, or it has
+/// none), 0 while it is out; by `pool` and `backend`.
+pub const BACKEND_UP: &str = "stampede_gateway_backend_up";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
 
@@ -97,16 +100,25 @@ pub(crate) struct BackendMetrics {
     pub(crate) requests: Arc<RequestMetrics>,
     connections: Gauge,
     in_flight: Gauge,
+    up: Gauge,
 }
 
 impl BackendMetrics {
     pub(crate) fn new(pool: &str, backend: &str) -> Self {
         let labels = labels(pool, backend);
+        let up = gauge!(BACKEND_UP, &labels);
+        up.set(1.0);
         Self {
             requests: Arc::new(RequestMetrics::new(pool, backend)),
             connections: gauge!(BACKEND_CONNECTIONS, &labels),
             in_flight: gauge!(BACKEND_IN_FLIGHT, &labels),
+            up,
         }
+    }
+
+    /// Publishes whether the backend counts as up.
+    pub(crate) fn set_up(&self, up: bool) {
+        self.up.set(if up { 1.0 } else { 0.0 });
     }
 
     /// Publishes the backend's in-flight count; called when metrics are

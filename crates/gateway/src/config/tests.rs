@@ -147,3 +147,45 @@ fn the_example_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.toml");
     Config::from_file(&path).unwrap();
 }
+
+#[test]
+fn health_checks_get_haproxys_defaults_and_bad_values_are_named() {
+    let checked = GOOD.replace(
+        "[[routes]]",
+        "[pools.web.health_check]\npath = \"/healthz\"\n[[routes]]",
+    );
+    let config = Config::from_toml(&checked, "test.toml").unwrap();
+    let check = config.pools["web"].health_check.as_ref().unwrap();
+    assert_eq!(check.path.as_deref(), Some("/healthz"));
+    assert_eq!(
+        (check.interval, check.timeout),
+        (Duration::from_secs(2), Duration::from_secs(1))
+    );
+    assert_eq!((check.rise, check.fall), (2, 3));
+    assert!(config.pools["web"].health_check.is_some());
+    assert!(
+        Config::from_toml(GOOD, "t").unwrap().pools["web"]
+            .health_check
+            .is_none()
+    );
+
+    let cases = [
+        ("path = \"healthz\"", "pools.web.health_check.path"),
+        ("interval = \"0s\"", "pools.web.health_check.interval"),
+        (
+            "interval = \"1s\"\ntimeout = \"2s\"",
+            "pools.web.health_check.timeout",
+        ),
+        ("rise = 0", "pools.web.health_check.rise"),
+        ("fall = 0", "pools.web.health_check.fall"),
+        ("every = \"1s\"", "every"),
+    ];
+    for (line, key) in cases {
+        let toml = GOOD.replace(
+            "[[routes]]",
+            &format!("[pools.web.health_check]\n{line}\n[[routes]]"),
+        );
+        let e = error(&toml);
+        assert!(e.contains(key), "{line}: {e}");
+    }
+}

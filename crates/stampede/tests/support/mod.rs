@@ -131,6 +131,25 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a backend");
+        Self::serve(name, behaviour, listener)
+    }
+
+    /// A plain backend at `addr`, e.g. where a stopped one was (a backend
+    /// coming back); waits up to 5 s for the address to be free.
+    pub(crate) async fn start_at(name: &str, addr: SocketAddr) -> Backend {
+        let listener = within(Duration::from_secs(5), "the address to be free", async {
+            loop {
+                match TcpListener::bind(addr).await {
+                    Ok(listener) => return listener,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+        .await;
+        Self::serve(name, Behaviour::default(), listener)
+    }
+
+    fn serve(name: &str, behaviour: Behaviour, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().expect("backend address");
         let state = Arc::new(State {
             name: name.to_owned(),
