@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One upstream server of a pool.
@@ -16,9 +16,21 @@ pub struct Backend {
     pub id: String,
     /// Live load, updated by the proxy and read by load-aware strategies.
     pub load: Load,
-    /// Whether strategies may choose this backend. Health checks and drains
-    /// (a later layer) clear it; everything starts available.
-    available: AtomicBool,
+    /// Why the backend is out of rotation, as a set of [`Out`] bits; it is
+    /// available while the set is empty. One atomic, so a pick reads one
+    /// word however many reasons there are.
+    out: AtomicU8,
+}
+
+/// A reason for a backend to be out of rotation. Each is set and cleared by
+/// its own owner, so a drained backend that turns healthy stays drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Out {
+    /// Its health checks fail.
+    Unhealthy = 1,
+    /// An operator is draining it: no new requests, in-flight ones finish.
+    Draining = 2,
 }
 
 impl Backend {
@@ -29,18 +41,28 @@ impl Backend {
             weight: weight.max(1),
             id: addr.to_string(),
             load: Load::default(),
-            available: AtomicBool::new(true),
+            out: AtomicU8::new(0),
         }
     }
 
-    /// Whether a strategy may pick this backend now.
+    /// Whether a strategy may pick this backend now: nothing holds it out.
     pub fn is_available(&self) -> bool {
-        self.available.load(Ordering::Relaxed)
+        self.out.load(Ordering::Relaxed) == 0
     }
 
-    /// Marks the backend (un)available for new picks; in-flight requests are untouched.
-    pub fn set_available(&self, available: bool) {
-        self.available.store(available, Ordering::Relaxed);
+    /// Whether `reason` holds the backend out.
+    pub fn is_out(&self, reason: Out) -> bool {
+        self.out.load(Ordering::Relaxed) & reason as u8 != 0
+    }
+
+    /// Sets or clears one reason to keep the backend out of new picks;
+    /// in-flight requests are untouched.
+    pub fn set_out(&self, reason: Out, out: bool) {
+        if out {
+            self.out.fetch_or(reason as u8, Ordering::Relaxed);
+        } else {
+            self.out.fetch_and(!(reason as u8), Ordering::Relaxed);
+        }
     }
 
     /// Marks a request to this backend as started; the returned guard marks
@@ -142,5 +164,23 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_is_available_only_while_no_reason_holds_it_out() {
+        let b = Backend::new(SocketAddr::from(([127, 0, 0, 1], 1)), 1);
+        assert!(b.is_available());
+        b.set_out(Out::Draining, true);
+        b.set_out(Out::Unhealthy, true);
+        b.set_out(Out::Unhealthy, false);
+        assert!(!b.is_available(), "healthy again, but still draining");
+        assert!(b.is_out(Out::Draining) && !b.is_out(Out::Unhealthy));
+        b.set_out(Out::Draining, false);
+        assert!(b.is_available());
     }
 }

@@ -27,5 +27,5 @@
 mod backend;
 pub mod strategy;
 
-pub use backend::{Backend, InFlight, Load};
+pub use backend::{Backend, InFlight, Load, Out};
 pub use strategy::{Pick, Strategy, StrategyKind};

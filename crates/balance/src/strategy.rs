@@ -230,6 +230,8 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use proptest::prelude::*;
@@ -290,7 +292,7 @@ mod tests {
             let weights: Vec<u32> = pool_spec.iter().map(|(w, _)| *w).collect();
             let backends = pool(&weights);
             for (backend, (_, up)) in backends.iter().zip(&pool_spec) {
-                backend.set_available(*up);
+                backend.set_out(Out::Unhealthy, !*up);
             }
             let any_up = pool_spec.iter().any(|(_, up)| *up);
             let sticky_id = backends[sticky_to.index(backends.len())].id.clone();

@@ -24,6 +24,7 @@ use http::header::{CONNECTION, HOST, USER_AGENT};
 use http_body_util::Empty;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use stampede_balance::Out;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -118,7 +119,7 @@ async fn watch_backend(
         let Some(up) = verdicts.record(result.is_ok()) else {
             continue;
         };
-        backend.set_available(up);
+        backend.set_out(Out::Unhealthy, !up);
         pool.metrics[index].set_up(up);
         match result {
             Ok(()) => {

@@ -1,8 +1,10 @@
-//! Active health checks end to end: a backend that dies is taken out of
-//! rotation after `fall` failed checks, so clients stop seeing its errors;
-//! when it comes back it is put back after `rise` passed checks; the state
-//! shows in `/metrics`. Both kinds of check: an HTTP `GET` of a path, and a
-//! bare TCP connect.
+//! Backends in and out of rotation, end to end. Active health checks: a
+//! backend that dies is taken out after `fall` failed checks, so clients
+//! stop seeing its errors; when it comes back it is put back after `rise`
+//! passed checks; the state shows in `/metrics`. Both kinds of check: an
+//! HTTP `GET` of a path, and a bare TCP connect. Drains from the admin
+//! listener: a drained backend gets no new requests but finishes the ones
+//! it has, and comes back when undrained.
 
 mod support;
 
@@ -10,7 +12,11 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{Backend, Gateway, HttpClient, client, get, unused_addr, within};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use serde_json::Value;
+use support::{Backend, Gateway, HttpClient, client, get, send, unused_addr, within};
 
 /// Checks every 100 ms, 2 results in a row change a backend's state.
 fn config(backends: &[SocketAddr], check: &str) -> String {
@@ -112,4 +118,71 @@ async fn a_tcp_check_takes_out_a_backend_that_never_listened() {
         Some(1.0),
         "the live one stays up"
     );
+}
+
+/// `POST` to the admin listener; the status and the JSON answer.
+async fn admin_post(client: &HttpClient, gateway: &Gateway, path: &str) -> (u16, Value) {
+    let request = Request::post(gateway.admin_url(path))
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let reply = send(client, request).await;
+    (reply.status.as_u16(), reply.json())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_backend_finishes_its_requests_and_gets_no_new_ones() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let gateway = Gateway::with_config(&format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 2\n\
+         routes = [{{ pool = \"web\" }}]\n[pools.web]\nbackends = [\"{}\", \"{}\"]\n",
+        a.addr, b.addr
+    ))
+    .await;
+    let client = client();
+    // Round-robin: of two slow requests, one is on `b` when it is drained.
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, url) = (client.clone(), gateway.url("/delay/400"));
+            tokio::spawn(async move { get(&client, &url).await })
+        })
+        .collect();
+    b.wait_hits(1, Duration::from_secs(5)).await;
+
+    let drain = format!("/pools/web/backends/{}/drain", b.addr);
+    let (status, state) = admin_post(&client, &gateway, &drain).await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(
+        (state["draining"].as_bool(), state["available"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(
+        served_by(&client, &gateway, 10).await,
+        ["a".to_owned()].into()
+    );
+    for request in slow {
+        let reply = request.await.expect("slow request");
+        assert_eq!(
+            reply.status,
+            200,
+            "in-flight requests finish: {}",
+            reply.text()
+        );
+    }
+    let listed = get(&client, &gateway.admin_url("/backends")).await.json();
+    assert_eq!(
+        listed["pools"][0]["backends"][1]["draining"], true,
+        "{listed}"
+    );
+
+    let undrain = format!("/pools/web/backends/{}/undrain", b.addr);
+    assert_eq!(admin_post(&client, &gateway, &undrain).await.0, 200);
+    assert_eq!(
+        served_by(&client, &gateway, 10).await,
+        ["a", "b"].map(String::from).into()
+    );
+
+    let (status, error) =
+        admin_post(&client, &gateway, "/pools/web/backends/127.0.0.1:1/drain").await;
+    assert_eq!((status, error["error"].as_str()), (404, Some("not_found")));
 }

@@ -109,6 +109,8 @@ impl fmt::Debug for ConsistentHash {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use std::net::{IpAddr, Ipv4Addr};
 
     use proptest::prelude::*;
@@ -180,7 +182,7 @@ mod tests {
             let mut rest = backends.clone();
             rest.remove(removed);
             let rebuilt = ConsistentHash::new(&rest);
-            backends[removed].set_available(false);
+            backends[removed].set_out(Out::Unhealthy, true);
             let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
             for key in keys {
                 let key = key.to_le_bytes();
@@ -234,7 +236,7 @@ mod tests {
         let backends = pool(&[1, 1]);
         let ring = ConsistentHash::new(&backends);
         for b in &backends {
-            b.set_available(false);
+            b.set_out(Out::Unhealthy, true);
         }
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         assert_eq!(ring.pick(&backends, &req(ip, b"k")), None);

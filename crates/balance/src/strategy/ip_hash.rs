@@ -62,6 +62,8 @@ impl Strategy for IpHash {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use super::*;
@@ -119,7 +121,7 @@ mod tests {
             .iter()
             .map(|&ip| hash.pick(&backends, &req(ip, b"")))
             .collect();
-        backends[2].set_available(false);
+        backends[2].set_out(Out::Unhealthy, true);
         let mut moved_to = [0; 4];
         for (&ip, &was) in ips.iter().zip(&before) {
             let now = hash.pick(&backends, &req(ip, b"")).unwrap();
@@ -141,7 +143,7 @@ mod tests {
             "{moved_to:?}"
         );
         for b in &backends {
-            b.set_available(false);
+            b.set_out(Out::Unhealthy, true);
         }
         assert_eq!(hash.pick(&backends, &req(ips[0], b"")), None);
     }

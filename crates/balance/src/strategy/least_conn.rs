@@ -72,6 +72,8 @@ impl Strategy for LeastConn {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use super::*;
     use crate::strategy::testing::{counts, plain, pool};
 
@@ -131,10 +133,10 @@ mod tests {
     fn skips_unavailable_even_if_idle() {
         let backends = pool(&[1, 1]);
         let _busy = backends[1].start();
-        backends[0].set_available(false);
+        backends[0].set_out(Out::Unhealthy, true);
         let lc = LeastConn::new(&backends);
         assert_eq!(counts(&lc, &backends, 10), [0, 10]);
-        backends[1].set_available(false);
+        backends[1].set_out(Out::Unhealthy, true);
         assert_eq!(lc.pick(&backends, &plain()), None);
     }
 }

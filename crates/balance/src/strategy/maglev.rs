@@ -131,6 +131,8 @@ impl fmt::Debug for Maglev {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use std::net::{IpAddr, Ipv4Addr};
 
     use proptest::prelude::*;
@@ -201,7 +203,7 @@ mod tests {
             let table = Maglev::new(&backends);
             let keys = keys();
             let before = placement(&table, &backends, &keys);
-            backends[removed].set_available(false);
+            backends[removed].set_out(Out::Unhealthy, true);
             let after = placement(&table, &backends, &keys);
             let gone = &backends[removed].id;
             let mut receivers = std::collections::HashSet::new();
@@ -255,7 +257,7 @@ mod tests {
         let backends = pool(&[1, 3]);
         let table = Maglev::new(&backends);
         for b in &backends {
-            b.set_available(false);
+            b.set_out(Out::Unhealthy, true);
         }
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         assert_eq!(table.pick(&backends, &req(ip, b"k")), None);

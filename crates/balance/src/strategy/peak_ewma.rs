@@ -92,6 +92,8 @@ impl Strategy for PeakEwma {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use std::time::Duration;
 
     use proptest::prelude::*;
@@ -168,11 +170,11 @@ mod tests {
         let backends = pool(&[1, 1, 1, 1, 1]);
         backends[3].load.observe_latency(Duration::from_secs(1));
         for i in [0, 1, 2, 4] {
-            backends[i].set_available(false);
+            backends[i].set_out(Out::Unhealthy, true);
         }
         let p2c = PeakEwma::new(&backends);
         assert_eq!(counts(&p2c, &backends, 20), [0, 0, 0, 20, 0]);
-        backends[3].set_available(false);
+        backends[3].set_out(Out::Unhealthy, true);
         assert_eq!(p2c.pick(&backends, &plain()), None);
         assert_eq!(p2c.pick(&backends[..1], &plain()), None);
     }

@@ -85,6 +85,8 @@ impl Strategy for Random {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use super::*;
     use crate::strategy::testing::{counts, plain, pool};
 
@@ -115,11 +117,11 @@ mod tests {
         fastrand::seed(11);
         // Backend 0 would take 90% of draws: most go to the fallback pass.
         let backends = pool(&[90, 3, 7]);
-        backends[0].set_available(false);
+        backends[0].set_out(Out::Unhealthy, true);
         let random = Random::new(&backends);
         assert_shares(&counts(&random, &backends, 100_000), &[0, 3, 7]);
-        backends[1].set_available(false);
-        backends[2].set_available(false);
+        backends[1].set_out(Out::Unhealthy, true);
+        backends[2].set_out(Out::Unhealthy, true);
         assert_eq!(random.pick(&backends, &plain()), None);
     }
 }

@@ -48,6 +48,8 @@ impl Strategy for RoundRobin {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use super::*;
     use crate::strategy::testing::{counts, plain, pool};
 
@@ -71,13 +73,13 @@ mod tests {
     #[test]
     fn skips_unavailable() {
         let backends = pool(&[1, 1, 1]);
-        backends[1].set_available(false);
+        backends[1].set_out(Out::Unhealthy, true);
         let rr = RoundRobin::new(&backends);
         let c = counts(&rr, &backends, 300);
         assert_eq!(c[1], 0);
         assert_eq!(c[0] + c[2], 300);
-        backends[0].set_available(false);
-        backends[2].set_available(false);
+        backends[0].set_out(Out::Unhealthy, true);
+        backends[2].set_out(Out::Unhealthy, true);
         assert_eq!(rr.pick(&backends, &plain()), None);
     }
 }

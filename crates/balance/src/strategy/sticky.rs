@@ -64,6 +64,8 @@ impl Strategy for Sticky {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use super::*;
     use crate::strategy::RoundRobin;
     use crate::strategy::testing::{plain, pool};
@@ -92,7 +94,7 @@ mod tests {
     #[test]
     fn falls_back_when_the_named_backend_is_unavailable() {
         let backends = pool(&[1, 1, 1]);
-        backends[1].set_available(false);
+        backends[1].set_out(Out::Unhealthy, true);
         let s = sticky(&backends);
         let picks: Vec<_> = (0..4)
             .map(|_| s.pick(&backends, &with_cookie("127.0.0.1:9001")).unwrap())
@@ -108,7 +110,7 @@ mod tests {
         assert_eq!(s.pick(&backends, &with_cookie("")), Some(1));
         assert_eq!(s.pick(&backends, &plain()), Some(0));
         for b in &backends {
-            b.set_available(false);
+            b.set_out(Out::Unhealthy, true);
         }
         assert_eq!(s.pick(&backends, &with_cookie("127.0.0.1:9000")), None);
     }

@@ -70,6 +70,8 @@ impl Strategy for WeightedRoundRobin {
 
 #[cfg(test)]
 mod tests {
+    use crate::Out;
+
     use proptest::prelude::*;
 
     use super::*;
@@ -89,11 +91,11 @@ mod tests {
     #[test]
     fn unavailable_backends_take_no_turn() {
         let backends = pool(&[3, 1, 2]);
-        backends[0].set_available(false);
+        backends[0].set_out(Out::Unhealthy, true);
         let wrr = WeightedRoundRobin::new(&backends);
         assert_eq!(counts(&wrr, &backends, 300), [0, 100, 200]);
-        backends[1].set_available(false);
-        backends[2].set_available(false);
+        backends[1].set_out(Out::Unhealthy, true);
+        backends[2].set_out(Out::Unhealthy, true);
         assert_eq!(wrr.pick(&backends, &plain()), None);
     }
 
