@@ -31,6 +31,8 @@ pub enum Out {
     Unhealthy = 1,
     /// An operator is draining it: no new requests, in-flight ones finish.
     Draining = 2,
+    /// Its live answers kept failing; it is out for a while.
+    Ejected = 4,
 }
 
 impl Backend {

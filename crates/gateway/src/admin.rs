@@ -129,6 +129,7 @@ fn drain(shared: &Shared, pool: &str, backend: &str, draining: bool) -> Response
         return json(StatusCode::NOT_FOUND, &body);
     };
     found.backends[index].set_out(Out::Draining, draining);
+    found.metrics[index].set_up(found.backends[index].is_available());
     let verb = if draining { "Draining" } else { "Undraining" };
     tracing::info!(
         pool,
@@ -153,6 +154,7 @@ fn backend_state(pool: &Pool, index: usize) -> serde_json::Value {
         "available": backend.is_available(),
         "healthy": !backend.is_out(Out::Unhealthy),
         "draining": backend.is_out(Out::Draining),
+        "ejected": backend.is_out(Out::Ejected),
         "in_flight": backend.load.in_flight(),
     })
 }

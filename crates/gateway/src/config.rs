@@ -107,6 +107,30 @@ pub struct PoolConfig {
     /// Active health checks; without this table every backend counts as up.
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
+    /// Passive ejection of backends whose live answers keep failing;
+    /// without this table nothing is ejected.
+    #[serde(default)]
+    pub ejection: Option<EjectionConfig>,
+}
+
+/// `[pools.NAME.ejection]`: when live failures take a backend out, and
+/// for how long (see the gateway's `ejection` module).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EjectionConfig {
+    /// 5xx answers or failed exchanges in a row that eject a backend.
+    #[serde(default = "defaults::consecutive_failures")]
+    pub consecutive_failures: u32,
+    /// The first ejection's length; each further one in a streak doubles.
+    #[serde(default = "defaults::base_ejection", deserialize_with = "de::duration")]
+    pub base_time: Duration,
+    /// The longest ejection; a backend clear of trouble this long starts
+    /// its next streak at `base_time`.
+    #[serde(default = "defaults::max_ejection", deserialize_with = "de::duration")]
+    pub max_time: Duration,
+    /// The largest share of the pool ejected at once (0 to 1).
+    #[serde(default = "defaults::max_share")]
+    pub max_share: f64,
 }
 
 /// `[pools.NAME.health_check]`: how the gateway probes each backend of a
@@ -234,6 +258,18 @@ mod defaults {
     pub(super) fn fall() -> u32 {
         3
     }
+    pub(super) fn consecutive_failures() -> u32 {
+        5
+    }
+    pub(super) fn base_ejection() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub(super) fn max_ejection() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub(super) fn max_share() -> f64 {
+        0.5
+    }
     pub(super) fn path_prefix() -> String {
         "/".to_owned()
     }
@@ -339,6 +375,11 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(ejection) = &pool.ejection {
+                ejection
+                    .validate()
+                    .map_err(|(key, problem)| (format!("pools.{name}.ejection.{key}"), problem))?;
+            }
             if let Some(check) = &pool.health_check {
                 check.validate().map_err(|(key, problem)| {
                     (format!("pools.{name}.health_check.{key}"), problem)
@@ -374,6 +415,27 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+}
+
+impl EjectionConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.consecutive_failures == 0 {
+            return Err(("consecutive_failures".into(), "must be at least 1".into()));
+        }
+        if self.base_time.is_zero() || self.base_time > self.max_time {
+            return Err((
+                "base_time".into(),
+                "must be more than 0 and at most max_time".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.max_share) {
+            return Err((
+                "max_share".into(),
+                format!("must be between 0 and 1, not {}", self.max_share),
+            ));
+        }
+        Ok(())
     }
 }
 

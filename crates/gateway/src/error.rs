@@ -55,6 +55,15 @@ pub(crate) enum GatewayError {
 }
 
 impl GatewayError {
+    /// Whether the backend is to blame (it refused, broke off, answered
+    /// garbage or too late), as opposed to the client or the gateway.
+    pub(crate) fn is_backends_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Upstream { .. } | Self::BadResponse(_) | Self::Timeout
+        )
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::NoRoute => (StatusCode::NOT_FOUND, "not_found"),

@@ -396,6 +396,7 @@ impl Exchanging<'_> {
             let mut upstream = match self.connect(target, reuse_at).await {
                 Ok(upstream) => upstream,
                 Err(error) => {
+                    target.observe(true);
                     let refusal = target.refusal(req, error, has_body);
                     return Err(self.answer(refusal, started).await);
                 }
@@ -419,6 +420,8 @@ impl Exchanging<'_> {
                     continue;
                 }
                 Err(error) => {
+                    // Only a backend that stopped reading counts against it.
+                    target.observe(matches!(error, RelayError::Sink(_)));
                     let fail = |error, close| target.refusal(req, error, close);
                     return Err(self.request_failed(error, backend, fail, started).await);
                 }
@@ -440,6 +443,7 @@ impl Exchanging<'_> {
                 Ok(head) => {
                     let now = Instant::now();
                     target.backend.load.observe_latency_at(now - sent_at, now);
+                    target.observe(head.status >= 500);
                     return Ok((upstream, head));
                 }
                 Err(AwaitError::Stale) if replayable => {
@@ -454,6 +458,7 @@ impl Exchanging<'_> {
                 },
                 Err(AwaitError::Failed(error)) => error,
             };
+            target.observe(true);
             let refusal = target.refusal(req, error, false);
             return Err(self.answer(refusal, started).await);
         }
@@ -634,6 +639,12 @@ impl<'r> Target<'r> {
                 .total_timeout
                 .map(|t| tokio::time::Instant::from_std(started) + t),
         }
+    }
+
+    /// Counts the backend's answer for passive ejection: `failed` for a
+    /// 5xx or none at all.
+    fn observe(&self, failed: bool) {
+        self.route.pool.observe(self.slot.1, failed);
     }
 
     /// The gateway's own answer to `req`, counted under this backend.

@@ -120,7 +120,7 @@ async fn watch_backend(
             continue;
         };
         backend.set_out(Out::Unhealthy, !up);
-        pool.metrics[index].set_up(up);
+        pool.metrics[index].set_up(backend.is_available());
         match result {
             Ok(()) => {
                 tracing::info!(pool = %pool.name, backend = %backend.id, "Backend is up again: its health checks pass.")

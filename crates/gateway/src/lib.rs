@@ -33,6 +33,7 @@ mod admin;
 mod body;
 pub mod config;
 mod connection;
+mod ejection;
 mod error;
 mod fields;
 mod forwarded;

@@ -12,6 +12,7 @@ use stampede_balance::strategy::Sticky;
 use stampede_balance::{Backend, Pick, Strategy};
 
 use crate::config::{HashOn, HealthCheckConfig, PoolConfig};
+use crate::ejection::Ejection;
 use crate::fields::Fields;
 use crate::telemetry::{BackendMetrics, RequestMetrics};
 
@@ -36,6 +37,7 @@ pub(crate) struct Pool {
     pub(crate) max_idle_per_backend: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) health_check: Option<HealthCheckConfig>,
+    ejection: Option<Ejection>,
 }
 
 /// The backend chosen for one request.
@@ -80,11 +82,23 @@ impl Pool {
             max_idle_per_backend: config.max_idle_per_backend,
             idle_timeout: config.idle_timeout,
             health_check: config.health_check.clone(),
+            ejection: config
+                .ejection
+                .clone()
+                .map(|c| Ejection::new(c, config.backends.len())),
         }
     }
 
     /// Chooses a backend for a request from `client`, or `None` when no
     /// backend is available.
+    /// Counts an answer of backend `index` for passive ejection: `failed`
+    /// for a 5xx or no answer at all.
+    pub(crate) fn observe(&self, index: usize, failed: bool) {
+        if let Some(ejection) = &self.ejection {
+            ejection.observe(self, index, failed);
+        }
+    }
+
     pub(crate) fn choose(
         &self,
         client: IpAddr,

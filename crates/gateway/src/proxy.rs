@@ -179,8 +179,14 @@ impl Proxy {
         let response =
             tokio::time::timeout_at(first_byte, self.clients[route_index].request(upstream_req))
                 .await
-                .map_err(|_| fail(GatewayError::Timeout))?
-                .map_err(|e| fail(classify(&e, route, backend.addr)))?;
+                .map_err(|_| GatewayError::Timeout)
+                .and_then(|answer| answer.map_err(|e| classify(&e, route, backend.addr)));
+        let failed = match &response {
+            Ok(answer) => answer.status().is_server_error(),
+            Err(error) => error.is_backends_fault(),
+        };
+        pool.observe(choice.index, failed);
+        let response = response.map_err(fail)?;
         backend.load.observe_latency(sent_at.elapsed());
 
         let mut response = response;

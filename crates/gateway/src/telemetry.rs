@@ -19,8 +19,8 @@ pub const DURATION: &str = "stampede_gateway_request_duration_seconds";
 pub const BACKEND_CONNECTIONS: &str = "stampede_gateway_backend_connections";
 /// Requests in flight to each backend, by `pool` and `backend`.
 pub const BACKEND_IN_FLIGHT: &str = "stampede_gateway_backend_in_flight";
-/// 1 while a backend counts as up (its health checks pass, or it has
-/// none), 0 while it is out; by `pool` and `backend`.
+/// 1 while a backend is in rotation, 0 while anything holds it out
+/// (failing health checks, a drain, an ejection); by `pool` and `backend`.
 pub const BACKEND_UP: &str = "stampede_gateway_backend_up";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
@@ -116,7 +116,7 @@ impl BackendMetrics {
         }
     }
 
-    /// Publishes whether the backend counts as up.
+    /// Publishes whether the backend is in rotation.
     pub(crate) fn set_up(&self, up: bool) {
         self.up.set(if up { 1.0 } else { 0.0 });
     }

@@ -186,3 +186,41 @@ async fn a_drained_backend_finishes_its_requests_and_gets_no_new_ones() {
         admin_post(&client, &gateway, "/pools/web/backends/127.0.0.1:1/drain").await;
     assert_eq!((status, error["error"].as_str()), (404, Some("not_found")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_whose_answers_keep_failing_is_ejected_for_a_while() {
+    let a = Backend::start("a").await;
+    let dead = unused_addr();
+    let gateway = Gateway::with_config(&format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 1\n\
+         routes = [{{ pool = \"web\" }}]\n[pools.web]\nbackends = [\"{}\", \"{dead}\"]\n\
+         [pools.web.ejection]\nconsecutive_failures = 2\nbase_time = \"1s\"\nmax_time = \"10s\"\n",
+        a.addr
+    ))
+    .await;
+    let client = client();
+    // Round-robin: every other request goes to the dead backend, whose
+    // refused connections count against it; its second failure ejects it.
+    let mut failed = 0;
+    for _ in 0..4 {
+        if get(&client, &gateway.url("/")).await.status == 502 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 2);
+    assert_eq!(up(&client, &gateway, dead).await, Some(0.0));
+    assert_eq!(
+        served_by(&client, &gateway, 10).await,
+        ["a".to_owned()].into()
+    );
+    // After base_time it is back, and fails again.
+    wait_up(&client, &gateway, dead, 1.0).await;
+    let statuses: BTreeSet<u16> = {
+        let mut seen = BTreeSet::new();
+        for _ in 0..2 {
+            seen.insert(get(&client, &gateway.url("/")).await.status.as_u16());
+        }
+        seen
+    };
+    assert!(statuses.contains(&502), "back in rotation: {statuses:?}");
+}

@@ -189,3 +189,33 @@ fn health_checks_get_haproxys_defaults_and_bad_values_are_named() {
         assert!(e.contains(key), "{line}: {e}");
     }
 }
+
+#[test]
+fn ejection_has_envoys_shape_and_bad_values_are_named() {
+    let with = |lines: &str| {
+        GOOD.replace(
+            "[[routes]]",
+            &format!("[pools.web.ejection]\n{lines}\n[[routes]]"),
+        )
+    };
+    let config = Config::from_toml(&with(""), "test.toml").unwrap();
+    let ejection = config.pools["web"].ejection.as_ref().unwrap();
+    assert_eq!(ejection.consecutive_failures, 5);
+    assert_eq!(
+        (ejection.base_time, ejection.max_time),
+        (Duration::from_secs(10), Duration::from_secs(300))
+    );
+    assert!((ejection.max_share - 0.5).abs() < f64::EPSILON);
+    let cases = [
+        (
+            "consecutive_failures = 0",
+            "pools.web.ejection.consecutive_failures",
+        ),
+        ("base_time = \"10m\"", "pools.web.ejection.base_time"),
+        ("max_share = 1.5", "pools.web.ejection.max_share"),
+    ];
+    for (line, key) in cases {
+        let e = error(&with(line));
+        assert!(e.contains(key), "{line}: {e}");
+    }
+}
