@@ -111,6 +111,25 @@ pub struct PoolConfig {
     /// without this table nothing is ejected.
     #[serde(default)]
     pub ejection: Option<EjectionConfig>,
+    /// Retries on another backend where safe; without this table a failed
+    /// exchange is answered at once.
+    #[serde(default)]
+    pub retries: Option<RetryConfig>,
+}
+
+/// `[pools.NAME.retries]` (see the gateway's `retry` module).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries per request at most, each on a backend not yet tried.
+    #[serde(default = "defaults::max_retries")]
+    pub max: u32,
+    /// Tokens each request earns the budget; a retry spends one.
+    #[serde(default = "defaults::budget_ratio")]
+    pub budget_ratio: f64,
+    /// Retries per second the budget allows however little traffic there is.
+    #[serde(default = "defaults::budget_floor")]
+    pub budget_floor: u32,
 }
 
 /// `[pools.NAME.ejection]`: when live failures take a backend out, and
@@ -270,6 +289,15 @@ mod defaults {
     pub(super) fn max_share() -> f64 {
         0.5
     }
+    pub(super) fn max_retries() -> u32 {
+        1
+    }
+    pub(super) fn budget_ratio() -> f64 {
+        0.2
+    }
+    pub(super) fn budget_floor() -> u32 {
+        10
+    }
     pub(super) fn path_prefix() -> String {
         "/".to_owned()
     }
@@ -375,6 +403,11 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(retries) = &pool.retries {
+                retries
+                    .validate()
+                    .map_err(|(key, problem)| (format!("pools.{name}.retries.{key}"), problem))?;
+            }
             if let Some(ejection) = &pool.ejection {
                 ejection
                     .validate()
@@ -415,6 +448,21 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+}
+
+impl RetryConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !(1..=5).contains(&self.max) {
+            return Err(("max".into(), format!("must be 1 to 5, not {}", self.max)));
+        }
+        if !(0.0..=1.0).contains(&self.budget_ratio) {
+            return Err((
+                "budget_ratio".into(),
+                format!("must be between 0 and 1, not {}", self.budget_ratio),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -39,7 +39,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use http::HeaderValue;
-use stampede_balance::Backend;
+use stampede_balance::{Backend, InFlight};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -144,6 +144,9 @@ struct Prepared {
     framing: Framing,
     keep_alive: bool,
     to_head: bool,
+    /// Sending it twice does no harm: an idempotent method, or an
+    /// `Idempotency-Key` (see the `retry` module).
+    idempotent: bool,
     route: usize,
     choice: Choice,
     request_id: HeaderValue,
@@ -303,6 +306,10 @@ impl Exchanging<'_> {
             framing,
             keep_alive: head::wants_keep_alive(1, fields),
             to_head: method == "HEAD",
+            idempotent: matches!(
+                method,
+                "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+            ) || fields.field("idempotency-key").is_some(),
             route,
             choice,
             request_id,
@@ -317,12 +324,15 @@ impl Exchanging<'_> {
         stop: &watch::Receiver<bool>,
     ) -> Next {
         let shared = Arc::clone(&self.proxy.shared);
-        let target = Target::new(&shared.router.routes()[req.route], &req, started);
-        let in_flight = target.backend.start();
-        let (mut upstream, response_head) = match self.send(&req, &target, started, stop).await {
-            Ok(answered) => answered,
-            Err(next) => return next,
-        };
+        let mut target = Target::new(&shared.router.routes()[req.route], &req, started);
+        if let Some(retries) = &target.route.pool.retries {
+            retries.deposit();
+        }
+        let (mut upstream, response_head, in_flight) =
+            match self.send(&req, &mut target, started, stop).await {
+                Ok(answered) => answered,
+                Err(next) => return next,
+            };
         let exchange = Exchange::new(
             Arc::clone(target.metrics),
             response_head.status,
@@ -376,27 +386,36 @@ impl Exchanging<'_> {
     async fn send(
         &mut self,
         req: &Prepared,
-        target: &Target<'_>,
+        target: &mut Target<'_>,
         started: Instant,
         stop: &watch::Receiver<bool>,
-    ) -> Result<(Upstream, ResponseHead), Next> {
+    ) -> Result<(Upstream, ResponseHead, InFlight), Next> {
         let limits = &self.proxy.shared.config.limits;
         let request_body = BodyLimits {
             max: limits.max_body_bytes,
             stall: Some(limits.body_timeout),
             deadline: target.deadline,
         };
-        let backend = target.backend.addr;
         // Before the request body is relayed the connection cannot go on
         // (its body is unread); after it, it can.
         let has_body = req.framing != Framing::Empty;
+        // Sent but unanswered, it may go elsewhere only if sending it twice
+        // does no harm and nothing of it was consumed.
+        let resendable = req.idempotent && !has_body;
         let mut fresh_only = false;
         loop {
+            let backend = target.backend.addr;
+            let in_flight = target.backend.start();
             let reuse_at = (!fresh_only).then_some(started);
             let mut upstream = match self.connect(target, reuse_at).await {
                 Ok(upstream) => upstream,
                 Err(error) => {
                     target.observe(true);
+                    // Nothing was sent: any request may go elsewhere.
+                    if target.retry_elsewhere() {
+                        fresh_only = false;
+                        continue;
+                    }
                     let refusal = target.refusal(req, error, has_body);
                     return Err(self.answer(refusal, started).await);
                 }
@@ -433,7 +452,7 @@ impl Exchanging<'_> {
             let answering = Answering {
                 to_head: req.to_head,
                 request_id: &req.request_id,
-                set_cookie: req.choice.set_cookie.as_ref(),
+                set_cookie: target.set_cookie.as_ref(),
                 client_keeps: req.keep_alive && !*stop.borrow(),
             };
             let error = match self
@@ -444,7 +463,7 @@ impl Exchanging<'_> {
                     let now = Instant::now();
                     target.backend.load.observe_latency_at(now - sent_at, now);
                     target.observe(head.status >= 500);
-                    return Ok((upstream, head));
+                    return Ok((upstream, head, in_flight));
                 }
                 Err(AwaitError::Stale) if replayable => {
                     self.out.truncate(head_len);
@@ -459,6 +478,11 @@ impl Exchanging<'_> {
                 Err(AwaitError::Failed(error)) => error,
             };
             target.observe(true);
+            if resendable && target.retry_elsewhere() {
+                self.out.truncate(head_len);
+                fresh_only = false;
+                continue;
+            }
             let refusal = target.refusal(req, error, false);
             return Err(self.answer(refusal, started).await);
         }
@@ -624,7 +648,10 @@ struct Target<'r> {
     slot: (usize, usize),
     backend: &'r Arc<Backend>,
     metrics: &'r Arc<RequestMetrics>,
+    set_cookie: Option<HeaderValue>,
     deadline: Option<tokio::time::Instant>,
+    /// Backends tried so far, the current one last.
+    tried: Vec<usize>,
 }
 
 impl<'r> Target<'r> {
@@ -635,10 +662,37 @@ impl<'r> Target<'r> {
             slot: (pool.index, req.choice.index),
             backend: &pool.backends[req.choice.index],
             metrics: &pool.metrics[req.choice.index].requests,
+            set_cookie: req.choice.set_cookie.clone(),
             deadline: route
                 .total_timeout
                 .map(|t| tokio::time::Instant::from_std(started) + t),
+            tried: vec![req.choice.index],
         }
+    }
+
+    /// Moves the request to another backend, if the pool retries, the
+    /// request has retries left, another backend is available and the
+    /// budget allows (see the `retry` module).
+    fn retry_elsewhere(&mut self) -> bool {
+        let pool = &self.route.pool;
+        let Some(retries) = &pool.retries else {
+            return false;
+        };
+        if self.tried.len() > retries.max as usize {
+            return false;
+        }
+        let Some(choice) = pool.alternative(&self.tried) else {
+            return false;
+        };
+        if !retries.withdraw() {
+            return false;
+        }
+        self.slot.1 = choice.index;
+        self.backend = &pool.backends[choice.index];
+        self.metrics = &pool.metrics[choice.index].requests;
+        self.set_cookie = choice.set_cookie;
+        self.tried.push(choice.index);
+        true
     }
 
     /// Counts the backend's answer for passive ejection: `failed` for a

@@ -41,6 +41,7 @@ mod h1;
 mod health;
 mod pool;
 mod proxy;
+mod retry;
 mod route;
 mod server;
 pub mod telemetry;

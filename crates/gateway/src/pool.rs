@@ -14,6 +14,7 @@ use stampede_balance::{Backend, Pick, Strategy};
 use crate::config::{HashOn, HealthCheckConfig, PoolConfig};
 use crate::ejection::Ejection;
 use crate::fields::Fields;
+use crate::retry::Retries;
 use crate::telemetry::{BackendMetrics, RequestMetrics};
 
 /// One pool, shared by every worker thread.
@@ -38,6 +39,7 @@ pub(crate) struct Pool {
     pub(crate) idle_timeout: Duration,
     pub(crate) health_check: Option<HealthCheckConfig>,
     ejection: Option<Ejection>,
+    pub(crate) retries: Option<Retries>,
 }
 
 /// The backend chosen for one request.
@@ -82,6 +84,7 @@ impl Pool {
             max_idle_per_backend: config.max_idle_per_backend,
             idle_timeout: config.idle_timeout,
             health_check: config.health_check.clone(),
+            retries: config.retries.as_ref().map(|c| Retries::new(c, name)),
             ejection: config
                 .ejection
                 .clone()
@@ -97,6 +100,20 @@ impl Pool {
         if let Some(ejection) = &self.ejection {
             ejection.observe(self, index, failed);
         }
+    }
+
+    /// Another backend for a retry: the next available one after the last
+    /// tried, in the pool's order, that was not tried yet.
+    pub(crate) fn alternative(&self, tried: &[usize]) -> Option<Choice> {
+        let last = *tried.last()?;
+        let n = self.backends.len();
+        let index = (1..n)
+            .map(|step| (last + step) % n)
+            .find(|&i| !tried.contains(&i) && self.backends[i].is_available())?;
+        Some(Choice {
+            index,
+            set_cookie: self.sticky_cookie_for(index, None),
+        })
     }
 
     pub(crate) fn choose(
@@ -124,16 +141,19 @@ impl Pool {
                 sticky,
             },
         )?;
-        let set_cookie = self.sticky_cookie.as_deref().and_then(|name| {
-            let id = &self.backends[index].id;
-            (sticky != Some(id.as_str()))
-                .then(|| {
-                    HeaderValue::from_str(&format!("{name}={id}; Path=/; HttpOnly; SameSite=Lax"))
-                        .ok()
-                })
-                .flatten()
-        });
+        let set_cookie = self.sticky_cookie_for(index, sticky);
         Some(Choice { index, set_cookie })
+    }
+
+    /// The `Set-Cookie` that pins a client to backend `index`, unless the
+    /// client's cookie (`sticky`) already names it.
+    fn sticky_cookie_for(&self, index: usize, sticky: Option<&str>) -> Option<HeaderValue> {
+        let name = self.sticky_cookie.as_deref()?;
+        let id = &self.backends[index].id;
+        if sticky == Some(id.as_str()) {
+            return None;
+        }
+        HeaderValue::from_str(&format!("{name}={id}; Path=/; HttpOnly; SameSite=Lax")).ok()
     }
 }
 

@@ -22,6 +22,10 @@ pub const BACKEND_IN_FLIGHT: &str = "stampede_gateway_backend_in_flight";
 /// 1 while a backend is in rotation, 0 while anything holds it out
 /// (failing health checks, a drain, an ejection); by `pool` and `backend`.
 pub const BACKEND_UP: &str = "stampede_gateway_backend_up";
+/// Requests retried on another backend, by `pool`.
+pub const RETRIES: &str = "stampede_gateway_retries_total";
+/// Retries the retry budget refused, by `pool`.
+pub const RETRIES_REFUSED: &str = "stampede_gateway_retries_refused_total";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
 

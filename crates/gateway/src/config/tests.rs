@@ -219,3 +219,24 @@ fn ejection_has_envoys_shape_and_bad_values_are_named() {
         assert!(e.contains(key), "{line}: {e}");
     }
 }
+
+#[test]
+fn retries_are_bounded_and_bad_values_are_named() {
+    let with = |lines: &str| {
+        GOOD.replace(
+            "[[routes]]",
+            &format!("[pools.web.retries]\n{lines}\n[[routes]]"),
+        )
+    };
+    let config = Config::from_toml(&with(""), "test.toml").unwrap();
+    let retries = config.pools["web"].retries.as_ref().unwrap();
+    assert_eq!((retries.max, retries.budget_floor), (1, 10));
+    for (line, key) in [
+        ("max = 0", "pools.web.retries.max"),
+        ("max = 9", "pools.web.retries.max"),
+        ("budget_ratio = 2.0", "pools.web.retries.budget_ratio"),
+    ] {
+        let e = error(&with(line));
+        assert!(e.contains(key), "{line}: {e}");
+    }
+}

@@ -4,7 +4,8 @@
 //! passed checks; the state shows in `/metrics`. Both kinds of check: an
 //! HTTP `GET` of a path, and a bare TCP connect. Drains from the admin
 //! listener: a drained backend gets no new requests but finishes the ones
-//! it has, and comes back when undrained.
+//! it has, and comes back when undrained. Passive ejection. Retries on
+//! another backend, and their budget when everything fails.
 
 mod support;
 
@@ -223,4 +224,76 @@ async fn a_backend_whose_answers_keep_failing_is_ejected_for_a_while() {
         seen
     };
     assert!(statuses.contains(&502), "back in rotation: {statuses:?}");
+}
+
+/// A pool of `backends` with `[pools.web.retries]` set to `retries`.
+fn retrying(backends: &[SocketAddr], retries: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 1\n\
+         routes = [{{ pool = \"web\" }}]\n[pools.web]\nbackends = [{}]\n\
+         [pools.web.retries]\n{retries}\n",
+        list.join(", ")
+    )
+}
+
+/// The value of a counter with `pool="web"`, 0 when not exported yet.
+async fn counter(client: &HttpClient, gateway: &Gateway, name: &str) -> f64 {
+    let metrics = get(client, &gateway.admin_url("/metrics")).await.text();
+    metrics
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix("{pool=\"web\"} ")?;
+            rest.trim().parse().ok()
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_a_dead_backend_are_retried_on_a_live_one() {
+    let a = Backend::start("a").await;
+    let dead = unused_addr();
+    let gateway = Gateway::with_config(&retrying(&[a.addr, dead], "max = 1")).await;
+    let client = client();
+    // Round-robin sends every other request to the dead backend first.
+    assert_eq!(
+        served_by(&client, &gateway, 10).await,
+        ["a".to_owned()].into()
+    );
+    // Nothing was sent before the connect failed, so a POST goes too.
+    let post = Request::post(gateway.url("/count"))
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from_static(b"12345")))
+        .expect("request");
+    for _ in 0..2 {
+        let reply = send(&client, post.clone()).await;
+        assert_eq!((reply.status.as_u16(), reply.text()), (200, "5".to_owned()));
+    }
+    let retried = counter(&client, &gateway, "stampede_gateway_retries_total").await;
+    assert!(
+        (5.0..=7.0).contains(&retried),
+        "about one retry per two requests: {retried}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_backend_failing_retries_stay_within_the_budget() {
+    let (dead0, dead1) = (unused_addr(), unused_addr());
+    let config = retrying(
+        &[dead0, dead1],
+        "max = 1\nbudget_ratio = 0.1\nbudget_floor = 0",
+    );
+    let gateway = Gateway::with_config(&config).await;
+    let client = client();
+    for _ in 0..100 {
+        assert_eq!(get(&client, &gateway.url("/")).await.status, 502);
+    }
+    let retried = counter(&client, &gateway, "stampede_gateway_retries_total").await;
+    let refused = counter(&client, &gateway, "stampede_gateway_retries_refused_total").await;
+    assert!(
+        retried <= 10.0,
+        "a tenth of 100 requests at most: {retried}"
+    );
+    assert!(retried >= 9.0, "but the budget is spent: {retried}");
+    assert_eq!(retried + refused, 100.0, "every request wanted one retry");
 }
