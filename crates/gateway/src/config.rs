@@ -186,6 +186,9 @@ pub struct BackendConfig {
     pub address: SocketAddr,
     /// Relative share of traffic for weighted strategies.
     pub weight: u32,
+    /// Serves only while no primary (non-backup) backend of the pool is
+    /// available.
+    pub backup: bool,
 }
 
 /// What a hashing strategy hashes.
@@ -392,6 +395,12 @@ impl Config {
                 return Err((
                     format!("pools.{name}.backends"),
                     "the pool has no backends; list at least one \"host:port\"".into(),
+                ));
+            }
+            if pool.backends.iter().all(|b| b.backup) {
+                return Err((
+                    format!("pools.{name}.backends"),
+                    "every backend is a backup; at least one must not be".into(),
                 ));
             }
             if pool.hash_on != HashOn::ClientIp && !pool.strategy.uses_hash_key() {

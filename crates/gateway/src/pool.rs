@@ -31,7 +31,11 @@ pub(crate) struct Pool {
     pub(crate) metrics: Vec<Arc<BackendMetrics>>,
     /// Metric handles for requests that failed before a backend was chosen.
     pub(crate) unassigned: Arc<RequestMetrics>,
+    /// `backends[..primaries]` are the primaries, the rest backups.
+    primaries: usize,
     strategy: Box<dyn Strategy>,
+    /// Chooses among the backups while no primary is available.
+    backup_strategy: Option<Box<dyn Strategy>>,
     hash_on: HashOn,
     sticky_cookie: Option<String>,
     pub(crate) http2: bool,
@@ -52,15 +56,21 @@ pub(crate) struct Choice {
 
 impl Pool {
     pub(crate) fn new(index: usize, name: &str, config: &PoolConfig) -> Self {
-        let backends: Vec<Arc<Backend>> = config
-            .backends
+        // Primaries first, then backups: each strategy sees its own slice,
+        // and an index into either is an index into `backends`.
+        let (primary, backup): (Vec<_>, Vec<_>) = config.backends.iter().partition(|b| !b.backup);
+        let backends: Vec<Arc<Backend>> = primary
             .iter()
+            .chain(&backup)
             .map(|b| Arc::new(Backend::new(b.address, b.weight)))
             .collect();
-        let mut strategy = config.strategy.build(&backends);
+        let primaries = primary.len();
+        let mut strategy = config.strategy.build(&backends[..primaries]);
         if config.sticky.is_some() {
-            strategy = Box::new(Sticky::new(strategy, &backends));
+            strategy = Box::new(Sticky::new(strategy, &backends[..primaries]));
         }
+        let backup_strategy =
+            (!backup.is_empty()).then(|| config.strategy.build(&backends[primaries..]));
         Self {
             name: name.into(),
             index,
@@ -77,7 +87,9 @@ impl Pool {
                 .collect(),
             unassigned: Arc::new(RequestMetrics::new(name, "none")),
             backends,
+            primaries,
             strategy,
+            backup_strategy,
             hash_on: config.hash_on.clone(),
             sticky_cookie: config.sticky.as_ref().map(|s| s.cookie.clone()),
             http2: config.http2,
@@ -102,14 +114,19 @@ impl Pool {
         }
     }
 
-    /// Another backend for a retry: the next available one after the last
-    /// tried, in the pool's order, that was not tried yet.
+    /// Another backend for a retry: the next available primary after the
+    /// last tried that was not tried yet, or else such a backup.
     pub(crate) fn alternative(&self, tried: &[usize]) -> Option<Choice> {
         let last = *tried.last()?;
-        let n = self.backends.len();
-        let index = (1..n)
-            .map(|step| (last + step) % n)
-            .find(|&i| !tried.contains(&i) && self.backends[i].is_available())?;
+        let untried = |range: std::ops::Range<usize>| {
+            let n = range.len();
+            let start = range.start;
+            (1..=n)
+                .map(move |step| start + (last + step) % n)
+                .find(|&i| !tried.contains(&i) && self.backends[i].is_available())
+        };
+        let index =
+            untried(0..self.primaries).or_else(|| untried(self.primaries..self.backends.len()))?;
         Some(Choice {
             index,
             set_cookie: self.sticky_cookie_for(index, None),
@@ -133,14 +150,16 @@ impl Pool {
             .sticky_cookie
             .as_deref()
             .and_then(|c| headers.cookie(c));
-        let index = self.strategy.pick(
-            &self.backends,
-            &Pick {
-                client_ip: client,
-                hash_key,
-                sticky,
-            },
-        )?;
+        let pick = Pick {
+            client_ip: client,
+            hash_key,
+            sticky,
+        };
+        let (primaries, backups) = self.backends.split_at(self.primaries);
+        let index = self.strategy.pick(primaries, &pick).or_else(|| {
+            let backup = self.backup_strategy.as_ref()?.pick(backups, &pick)?;
+            Some(self.primaries + backup)
+        })?;
         let set_cookie = self.sticky_cookie_for(index, sticky);
         Some(Choice { index, set_cookie })
     }
@@ -163,5 +182,65 @@ fn ip_bytes(ip: IpAddr) -> [u8; 16] {
     match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use stampede_balance::Out;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn pool(backends: &str) -> Pool {
+        let toml = format!("routes = [{{ pool = \"web\" }}]\n[pools.web]\nbackends = {backends}\n");
+        let config = Config::from_toml(&toml, "test.toml").expect("config");
+        Pool::new(0, "web", &config.pools["web"])
+    }
+
+    fn pick(pool: &Pool) -> usize {
+        let headers: &[httparse::Header<'_>] = &[];
+        pool.choose(IpAddr::V4(Ipv4Addr::LOCALHOST), "/", headers)
+            .expect("a backend")
+            .index
+    }
+
+    #[test]
+    fn backups_serve_only_while_no_primary_is_available() {
+        let pool = pool(
+            r#"[{ address = "127.0.0.1:9003", backup = true }, "127.0.0.1:9001", "127.0.0.1:9002"]"#,
+        );
+        let ids: Vec<&str> = pool.backends.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"],
+            "primaries first"
+        );
+        assert!((0..20).all(|_| pick(&pool) < 2));
+        pool.backends[0].set_out(Out::Unhealthy, true);
+        assert!((0..20).all(|_| pick(&pool) == 1), "one primary left");
+        pool.backends[1].set_out(Out::Draining, true);
+        assert!((0..20).all(|_| pick(&pool) == 2), "only the backup");
+        pool.backends[0].set_out(Out::Unhealthy, false);
+        assert!((0..20).all(|_| pick(&pool) == 0), "a primary is back");
+    }
+
+    #[test]
+    fn a_retry_goes_to_an_untried_primary_before_a_backup() {
+        let pool = pool(
+            r#"["127.0.0.1:9001", "127.0.0.1:9002", { address = "127.0.0.1:9003", backup = true }]"#,
+        );
+        assert_eq!(pool.alternative(&[0]).map(|c| c.index), Some(1));
+        assert_eq!(pool.alternative(&[1]).map(|c| c.index), Some(0));
+        assert_eq!(pool.alternative(&[0, 1]).map(|c| c.index), Some(2));
+        assert_eq!(pool.alternative(&[0, 1, 2]).map(|c| c.index), None);
+        pool.backends[1].set_out(Out::Unhealthy, true);
+        assert_eq!(
+            pool.alternative(&[0]).map(|c| c.index),
+            Some(2),
+            "skips the unavailable"
+        );
     }
 }

@@ -297,3 +297,35 @@ async fn with_every_backend_failing_retries_stay_within_the_budget() {
     assert!(retried >= 9.0, "but the budget is spent: {retried}");
     assert_eq!(retried + refused, 100.0, "every request wanted one retry");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_serves_only_while_the_primaries_are_down() {
+    let primary = Backend::start("primary").await;
+    let backup = Backend::start("backup").await;
+    let primary_addr = primary.addr;
+    let gateway = Gateway::with_config(&format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 2\n\
+         routes = [{{ pool = \"web\" }}]\n[pools.web]\n\
+         backends = [\"{primary_addr}\", {{ address = \"{}\", backup = true }}]\n\
+         [pools.web.health_check]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 2\nfall = 2\n",
+        backup.addr
+    ))
+    .await;
+    let client = client();
+    assert_eq!(
+        served_by(&client, &gateway, 10).await,
+        ["primary".to_owned()].into()
+    );
+    primary.stop();
+    wait_up(&client, &gateway, primary_addr, 0.0).await;
+    assert_eq!(
+        served_by(&client, &gateway, 10).await,
+        ["backup".to_owned()].into()
+    );
+    let _primary = Backend::start_at("primary", primary_addr).await;
+    wait_up(&client, &gateway, primary_addr, 1.0).await;
+    assert_eq!(
+        served_by(&client, &gateway, 10).await,
+        ["primary".to_owned()].into()
+    );
+}

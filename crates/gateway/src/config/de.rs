@@ -44,20 +44,28 @@ impl<'de> Deserialize<'de> for BackendConfig {
             address: String,
             #[serde(default = "one")]
             weight: u32,
+            #[serde(default)]
+            backup: bool,
         }
         fn one() -> u32 {
             1
         }
-        let (address, weight) = match Raw::deserialize(d).map_err(|_| {
-            D::Error::custom("expected \"host:port\" or { address = \"host:port\", weight = N }")
+        let (address, weight, backup) = match Raw::deserialize(d).map_err(|_| {
+            D::Error::custom(
+                "expected \"host:port\" or { address = \"host:port\", weight = N, backup = BOOL }",
+            )
         })? {
-            Raw::Address(address) => (address, 1),
-            Raw::Table(t) => (t.address, t.weight),
+            Raw::Address(address) => (address, 1, false),
+            Raw::Table(t) => (t.address, t.weight, t.backup),
         };
         if weight == 0 {
             return Err(D::Error::custom("weight must be at least 1"));
         }
         let address = parse_addr(&address).map_err(D::Error::custom)?;
-        Ok(BackendConfig { address, weight })
+        Ok(BackendConfig {
+            address,
+            weight,
+            backup,
+        })
     }
 }

@@ -240,3 +240,23 @@ fn retries_are_bounded_and_bad_values_are_named() {
         assert!(e.contains(key), "{line}: {e}");
     }
 }
+
+#[test]
+fn backups_are_marked_and_a_pool_of_only_backups_is_refused() {
+    let toml = GOOD.replace(
+        "{ address = \"127.0.0.1:9002\", weight = 3 }",
+        "{ address = \"127.0.0.1:9002\", backup = true }",
+    );
+    let config = Config::from_toml(&toml, "test.toml").unwrap();
+    let backends = &config.pools["web"].backends;
+    assert_eq!((backends[0].backup, backends[1].backup), (false, true));
+    let only = GOOD.replace(
+        "backends = [\"127.0.0.1:9001\", { address = \"127.0.0.1:9002\", weight = 3 }]",
+        "backends = [{ address = \"127.0.0.1:9001\", backup = true }]",
+    );
+    let e = error(&only);
+    assert!(
+        e.contains("pools.web.backends") && e.contains("backup"),
+        "{e}"
+    );
+}
