@@ -104,6 +104,12 @@ pub struct PoolConfig {
         deserialize_with = "de::duration"
     )]
     pub idle_timeout: Duration,
+    /// Below this share of primaries in rotation (0 to 1), the pool fails
+    /// open: requests go to every primary that is not drained, in turn,
+    /// healthy or not, rather than piling onto the few left (Envoy's panic
+    /// threshold). 0, the default, never fails open.
+    #[serde(default)]
+    pub panic_threshold: f64,
     /// Active health checks; without this table every backend counts as up.
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
@@ -395,6 +401,12 @@ impl Config {
                 return Err((
                     format!("pools.{name}.backends"),
                     "the pool has no backends; list at least one \"host:port\"".into(),
+                ));
+            }
+            if !(0.0..=1.0).contains(&pool.panic_threshold) {
+                return Err((
+                    format!("pools.{name}.panic_threshold"),
+                    format!("must be between 0 and 1, not {}", pool.panic_threshold),
                 ));
             }
             if pool.backends.iter().all(|b| b.backup) {

@@ -4,12 +4,13 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::header::HeaderValue;
 use http::uri::Authority;
 use stampede_balance::strategy::Sticky;
-use stampede_balance::{Backend, Pick, Strategy};
+use stampede_balance::{Backend, Out, Pick, Strategy};
 
 use crate::config::{HashOn, HealthCheckConfig, PoolConfig};
 use crate::ejection::Ejection;
@@ -36,6 +37,9 @@ pub(crate) struct Pool {
     strategy: Box<dyn Strategy>,
     /// Chooses among the backups while no primary is available.
     backup_strategy: Option<Box<dyn Strategy>>,
+    panic_threshold: f64,
+    /// Turns of the fail-open rotation.
+    panic_turn: AtomicUsize,
     hash_on: HashOn,
     sticky_cookie: Option<String>,
     pub(crate) http2: bool,
@@ -90,6 +94,8 @@ impl Pool {
             primaries,
             strategy,
             backup_strategy,
+            panic_threshold: config.panic_threshold,
+            panic_turn: AtomicUsize::new(0),
             hash_on: config.hash_on.clone(),
             sticky_cookie: config.sticky.as_ref().map(|s| s.cookie.clone()),
             http2: config.http2,
@@ -156,12 +162,33 @@ impl Pool {
             sticky,
         };
         let (primaries, backups) = self.backends.split_at(self.primaries);
+        if let Some(index) = self.panic_pick() {
+            let set_cookie = self.sticky_cookie_for(index, sticky);
+            return Some(Choice { index, set_cookie });
+        }
         let index = self.strategy.pick(primaries, &pick).or_else(|| {
             let backup = self.backup_strategy.as_ref()?.pick(backups, &pick)?;
             Some(self.primaries + backup)
         })?;
         let set_cookie = self.sticky_cookie_for(index, sticky);
         Some(Choice { index, set_cookie })
+    }
+
+    /// When too few primaries are in rotation (below the panic threshold),
+    /// the next primary in turn that is not drained, healthy or not.
+    fn panic_pick(&self) -> Option<usize> {
+        if self.panic_threshold <= 0.0 {
+            return None;
+        }
+        let primaries = &self.backends[..self.primaries];
+        let available = primaries.iter().filter(|b| b.is_available()).count();
+        if available as f64 >= self.panic_threshold * primaries.len() as f64 {
+            return None;
+        }
+        let turn = self.panic_turn.fetch_add(1, Ordering::Relaxed);
+        (0..primaries.len())
+            .map(|step| (turn + step) % primaries.len())
+            .find(|&i| !primaries[i].is_out(Out::Draining))
     }
 
     /// The `Set-Cookie` that pins a client to backend `index`, unless the
@@ -189,13 +216,17 @@ fn ip_bytes(ip: IpAddr) -> [u8; 16] {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use stampede_balance::Out;
-
     use super::*;
     use crate::config::Config;
 
     fn pool(backends: &str) -> Pool {
-        let toml = format!("routes = [{{ pool = \"web\" }}]\n[pools.web]\nbackends = {backends}\n");
+        pool_with("", backends)
+    }
+
+    fn pool_with(settings: &str, backends: &str) -> Pool {
+        let toml = format!(
+            "routes = [{{ pool = \"web\" }}]\n[pools.web]\n{settings}\nbackends = {backends}\n"
+        );
         let config = Config::from_toml(&toml, "test.toml").expect("config");
         Pool::new(0, "web", &config.pools["web"])
     }
@@ -241,6 +272,38 @@ mod tests {
             pool.alternative(&[0]).map(|c| c.index),
             Some(2),
             "skips the unavailable"
+        );
+    }
+
+    #[test]
+    fn below_the_panic_threshold_the_pool_fails_open_but_honours_drains() {
+        let toml = "routes = [{ pool = \"web\" }]\n[pools.web]\npanic_threshold = 0.5\n\
+                    backends = [\"127.0.0.1:9001\", \"127.0.0.1:9002\", \"127.0.0.1:9003\"]\n";
+        let config = Config::from_toml(toml, "test.toml").expect("config");
+        let pool = Pool::new(0, "web", &config.pools["web"]);
+        let headers: &[httparse::Header<'_>] = &[];
+        let pick = || {
+            pool.choose(IpAddr::V4(Ipv4Addr::LOCALHOST), "/", headers)
+                .map(|c| c.index)
+        };
+        pool.backends[0].set_out(Out::Unhealthy, true);
+        assert!(
+            (0..12).all(|_| pick() != Some(0)),
+            "two of three in rotation: no panic"
+        );
+        pool.backends[1].set_out(Out::Ejected, true);
+        let picked: std::collections::BTreeSet<_> = (0..12).filter_map(|_| pick()).collect();
+        assert_eq!(
+            picked,
+            [0, 1, 2].into(),
+            "one of three: every primary in turn"
+        );
+        pool.backends[2].set_out(Out::Draining, true);
+        let picked: std::collections::BTreeSet<_> = (0..12).filter_map(|_| pick()).collect();
+        assert_eq!(
+            picked,
+            [0, 1].into(),
+            "a drained backend stays out even in panic"
         );
     }
 }
