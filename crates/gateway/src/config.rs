@@ -123,6 +123,9 @@ pub struct PoolConfig {
     pub retries: Option<RetryConfig>,
 }
 
+/// The most retries per request a pool may configure.
+pub const MAX_RETRIES: u32 = 5;
+
 /// `[pools.NAME.retries]` (see the gateway's `retry` module).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -474,8 +477,11 @@ impl Config {
 
 impl RetryConfig {
     fn validate(&self) -> Result<(), (String, String)> {
-        if !(1..=5).contains(&self.max) {
-            return Err(("max".into(), format!("must be 1 to 5, not {}", self.max)));
+        if !(1..=MAX_RETRIES).contains(&self.max) {
+            return Err((
+                "max".into(),
+                format!("must be 1 to {MAX_RETRIES}, not {}", self.max),
+            ));
         }
         if !(0.0..=1.0).contains(&self.budget_ratio) {
             return Err((

@@ -651,7 +651,37 @@ struct Target<'r> {
     set_cookie: Option<HeaderValue>,
     deadline: Option<tokio::time::Instant>,
     /// Backends tried so far, the current one last.
-    tried: Vec<usize>,
+    tried: Tried,
+}
+
+/// The backends one request has tried, on the stack: every request has
+/// one, and the fast path allocates nothing per request it need not.
+#[derive(Debug, Clone, Copy)]
+struct Tried {
+    list: [usize; MAX_TRIES],
+    len: usize,
+}
+
+/// The first try and the most retries a pool may configure.
+const MAX_TRIES: usize = 1 + crate::config::MAX_RETRIES as usize;
+
+impl Tried {
+    fn first(index: usize) -> Self {
+        let mut list = [0; MAX_TRIES];
+        list[0] = index;
+        Self { list, len: 1 }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        &self.list[..self.len]
+    }
+
+    fn push(&mut self, index: usize) {
+        if self.len < MAX_TRIES {
+            self.list[self.len] = index;
+            self.len += 1;
+        }
+    }
 }
 
 impl<'r> Target<'r> {
@@ -666,7 +696,7 @@ impl<'r> Target<'r> {
             deadline: route
                 .total_timeout
                 .map(|t| tokio::time::Instant::from_std(started) + t),
-            tried: vec![req.choice.index],
+            tried: Tried::first(req.choice.index),
         }
     }
 
@@ -678,10 +708,10 @@ impl<'r> Target<'r> {
         let Some(retries) = &pool.retries else {
             return false;
         };
-        if self.tried.len() > retries.max as usize {
+        if self.tried.len > retries.max as usize {
             return false;
         }
-        let Some(choice) = pool.alternative(&self.tried) else {
+        let Some(choice) = pool.alternative(self.tried.as_slice()) else {
             return false;
         };
         if !retries.withdraw() {
