@@ -329,3 +329,53 @@ async fn a_backup_serves_only_while_the_primaries_are_down() {
         ["primary".to_owned()].into()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_three_backends_under_load_costs_clients_no_error() {
+    let backends = Backend::start_many(3).await;
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    // Without the retries a client sees the killed backend's errors (tried).
+    let config = format!(
+        "{}[pools.web.retries]\nmax = 2\n",
+        config(&addrs, "path = \"/healthz\"")
+    );
+    let gateway = Gateway::with_config(&config).await;
+    let client = client();
+    // Four clients in a loop until told to stop; each answer's status is kept.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, stopped) = (client.clone(), gateway.url("/"), stopped.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                while !*stopped.borrow() {
+                    statuses.push(get(&client, &url).await.status.as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    backends[2].stop();
+    wait_up(&client, &gateway, addrs[2], 0.0).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _back = Backend::start_at("b2", addrs[2]).await;
+    wait_up(&client, &gateway, addrs[2], 1.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop.send(true);
+    let mut answered = 0;
+    for task in load {
+        let statuses = task.await.expect("load task");
+        assert!(
+            statuses.iter().all(|&s| s == 200),
+            "a client saw an error: {statuses:?}"
+        );
+        answered += statuses.len();
+    }
+    assert!(answered > 100, "the load ran: {answered} requests");
+    assert_eq!(
+        served_by(&client, &gateway, 12).await.len(),
+        3,
+        "all three serve again"
+    );
+}
