@@ -18,6 +18,7 @@ use stampede_balance::InFlight;
 use tokio::time::Sleep;
 
 use crate::connection::OpenExchange;
+use crate::route::Admitted;
 use crate::telemetry::RequestMetrics;
 
 /// Why a body stopped early.
@@ -116,6 +117,9 @@ pub(crate) struct Exchange {
     status: u16,
     started: Instant,
     _in_flight: Option<InFlight>,
+    /// The request's place under its route's concurrency limit, if any,
+    /// given back when the exchange ends.
+    _admitted: Admitted,
 }
 
 impl Exchange {
@@ -130,7 +134,15 @@ impl Exchange {
             status,
             started,
             _in_flight: in_flight,
+            _admitted: None,
         }
+    }
+
+    /// Keeps the request's place under its route's limit until the
+    /// exchange ends.
+    pub(crate) fn hold(mut self, admitted: Admitted) -> Self {
+        self._admitted = admitted;
+        self
     }
 
     /// Counts the exchange as ended at `now`, a time the caller has read

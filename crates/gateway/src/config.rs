@@ -251,6 +251,17 @@ pub struct RouteConfig {
     /// that downloads and WebSockets are not cut.
     #[serde(default, deserialize_with = "de::opt_duration")]
     pub total_timeout: Option<Duration>,
+    /// Requests of this route in flight at once at most; beyond, up to
+    /// `max_queue` wait (for `queue_timeout` at most) and the rest get
+    /// `503 overloaded` with `Retry-After`. None: no limit.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Requests that may wait for a place under `max_concurrency`.
+    #[serde(default)]
+    pub max_queue: usize,
+    /// The longest a request waits in that queue.
+    #[serde(default = "defaults::queue_timeout", deserialize_with = "de::duration")]
+    pub queue_timeout: Duration,
 }
 
 mod defaults {
@@ -309,6 +320,9 @@ mod defaults {
     }
     pub(super) fn budget_floor() -> u32 {
         10
+    }
+    pub(super) fn queue_timeout() -> Duration {
+        Duration::from_secs(1)
     }
     pub(super) fn path_prefix() -> String {
         "/".to_owned()
@@ -456,6 +470,12 @@ impl Config {
                         route.pool,
                         known.join(", ")
                     ),
+                ));
+            }
+            if route.max_concurrency == Some(0) {
+                return Err((
+                    format!("routes[{i}].max_concurrency"),
+                    "must be at least 1 (leave it out for no limit)".into(),
                 ));
             }
             if !route.path_prefix.starts_with('/') {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::body::{Exchange, ResponseBody};
@@ -38,6 +38,9 @@ pub(crate) enum GatewayError {
     /// Every backend of the pool is unavailable.
     #[error("no backend of the pool is available")]
     NoBackend,
+    /// The route's concurrency limit and queue are full.
+    #[error("the route is at its concurrency limit; retry shortly")]
+    Overloaded,
     /// The backend could not be reached or broke off.
     #[error("backend {backend} failed: {reason}")]
     Upstream {
@@ -55,6 +58,11 @@ pub(crate) enum GatewayError {
 }
 
 impl GatewayError {
+    /// Seconds the client should wait before trying again, where known.
+    pub(crate) fn retry_after(&self) -> Option<&'static str> {
+        matches!(self, Self::Overloaded).then_some("1")
+    }
+
     /// Whether the backend is to blame (it refused, broke off, answered
     /// garbage or too late), as opposed to the client or the gateway.
     pub(crate) fn is_backends_fault(&self) -> bool {
@@ -75,6 +83,7 @@ impl GatewayError {
             Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BodyStalled => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::NoBackend => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Upstream { .. } | Self::BadResponse(_) => {
                 (StatusCode::BAD_GATEWAY, "bad_gateway")
             }
@@ -111,6 +120,7 @@ impl GatewayError {
         started: Instant,
     ) -> Response<ResponseBody> {
         let status = self.status();
+        let retry_after = self.retry_after();
         let body = self.body(pool.as_ref().map(|(name, _)| *name));
         let exchange =
             pool.map(|(_, metrics)| Exchange::new(metrics, status.as_u16(), started, None));
@@ -119,6 +129,11 @@ impl GatewayError {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
         response
     }
 }

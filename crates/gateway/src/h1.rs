@@ -325,6 +325,20 @@ impl Exchanging<'_> {
     ) -> Next {
         let shared = Arc::clone(&self.proxy.shared);
         let mut target = Target::new(&shared.router.routes()[req.route], &req, started);
+        let admitted = match target.route.admit().await {
+            Ok(admitted) => admitted,
+            Err(error) => {
+                let pool = &target.route.pool;
+                let refusal = Refusal {
+                    error,
+                    counted_in: Some((Arc::clone(&pool.name), Arc::clone(&pool.unassigned))),
+                    request_id: req.request_id.clone(),
+                    // An unread body cannot be skipped: the connection ends.
+                    close: req.framing != Framing::Empty,
+                };
+                return self.answer(refusal, started).await;
+            }
+        };
         if let Some(retries) = &target.route.pool.retries {
             retries.deposit();
         }
@@ -338,7 +352,8 @@ impl Exchanging<'_> {
             response_head.status,
             started,
             Some(in_flight),
-        );
+        )
+        .hold(admitted);
         let response_body = BodyLimits {
             max: u64::MAX,
             // Like nginx's proxy_read_timeout: the longest silence between
@@ -629,6 +644,9 @@ impl Exchanging<'_> {
         head::write_field(out, "content-type", b"application/json");
         head::write_field(out, "content-length", body.len().to_string().as_bytes());
         head::write_header_value(out, "x-request-id", &refusal.request_id);
+        if let Some(seconds) = refusal.error.retry_after() {
+            head::write_field(out, "retry-after", seconds.as_bytes());
+        }
         if refusal.close {
             head::write_field(out, "connection", b"close");
         }

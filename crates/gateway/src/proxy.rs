@@ -130,6 +130,7 @@ impl Proxy {
         let choice = pool
             .choose(client_ip, req.uri().path(), req.headers())
             .ok_or_else(|| fail(GatewayError::NoBackend))?;
+        let admitted = route.admit().await.map_err(fail)?;
         let backend = &pool.backends[choice.index];
         let metrics = &pool.metrics[choice.index].requests;
         let in_flight = backend.start();
@@ -195,7 +196,8 @@ impl Proxy {
             response.status().as_u16(),
             started,
             Some(in_flight),
-        );
+        )
+        .hold(admitted);
         if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_side)) = (response.status(), upgrade) {
             let upstream_side = hyper::upgrade::on(&mut response);
             upgrade::splice(client_side, upstream_side);

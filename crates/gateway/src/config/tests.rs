@@ -260,3 +260,17 @@ fn backups_are_marked_and_a_pool_of_only_backups_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn a_zero_concurrency_limit_is_refused() {
+    let toml = GOOD.replace("pool = \"web\"", "pool = \"web\"\nmax_concurrency = 0");
+    let e = error(&toml);
+    assert!(e.contains("routes[0].max_concurrency"), "{e}");
+    let toml = GOOD.replace(
+        "pool = \"web\"",
+        "pool = \"web\"\nmax_concurrency = 8\nmax_queue = 16",
+    );
+    let config = Config::from_toml(&toml, "test.toml").unwrap();
+    assert_eq!(config.routes[0].max_concurrency, Some(8));
+    assert_eq!(config.routes[0].queue_timeout, Duration::from_secs(1));
+}
