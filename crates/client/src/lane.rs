@@ -47,8 +47,7 @@ impl Lane {
             open: None,
         };
         let what = format!("connecting to {}", client.base);
-        let connect = async { lane.connect().await.map(|_| Raw::empty()) };
-        client.timed(what, connect).await?;
+        client.timed(&what, lane.connect()).await?;
         Ok(lane)
     }
 
@@ -83,7 +82,7 @@ impl Lane {
         let host = self.client.host.clone();
         request.headers_mut().insert(HOST, host);
         let client = self.client.clone();
-        let result = client.timed(what, self.exchange(request)).await;
+        let result = client.answer(what, self.exchange(request)).await;
         if result.is_err() {
             // Whatever broke (or timed out), the connection's state is
             // unknown: the next call starts on a new one.

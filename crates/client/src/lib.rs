@@ -353,7 +353,7 @@ impl ShopClient {
             let response = self.http.request(request).await.map_err(error_chain)?;
             Raw::read(response).await
         };
-        self.timed(what, exchange).await
+        self.answer(what, exchange).await
     }
 
     /// A request to `path` with the session's cookies, the admin token if
@@ -392,19 +392,32 @@ impl ShopClient {
     }
 
     /// `exchange` within this client's timeout, its errors named `what`.
-    async fn timed(
+    async fn timed<T>(
+        &self,
+        what: &str,
+        exchange: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, ClientError> {
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(detail)) => Err(ClientError::Transport {
+                what: what.to_owned(),
+                detail,
+            }),
+            Err(_) => Err(ClientError::Timeout {
+                what: what.to_owned(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    /// A whole answer to the call named `what`, within the timeout.
+    async fn answer(
         &self,
         what: String,
         exchange: impl Future<Output = Result<Raw, String>>,
     ) -> Result<Raw, ClientError> {
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(raw)) => Ok(Raw { what, ..raw }),
-            Ok(Err(detail)) => Err(ClientError::Transport { what, detail }),
-            Err(_) => Err(ClientError::Timeout {
-                what,
-                timeout: self.timeout,
-            }),
-        }
+        let raw = self.timed(&what, exchange).await?;
+        Ok(Raw { what, ..raw })
     }
 }
 
@@ -419,17 +432,6 @@ pub(crate) struct Raw {
 }
 
 impl Raw {
-    /// No answer at all (for calls that only connect).
-    fn empty() -> Raw {
-        Raw {
-            what: String::new(),
-            status: StatusCode::OK,
-            retry_after: None,
-            set_cookies: Vec::new(),
-            body: Bytes::new(),
-        }
-    }
-
     /// Reads a response to its end.
     async fn read(response: hyper::Response<hyper::body::Incoming>) -> Result<Raw, String> {
         let (parts, body) = response.into_parts();
