@@ -128,8 +128,7 @@ fn drain(shared: &Shared, pool: &str, backend: &str, draining: bool) -> Response
         let body = serde_json::json!({ "error": "not_found", "message": message });
         return json(StatusCode::NOT_FOUND, &body);
     };
-    found.backends[index].set_out(Out::Draining, draining);
-    found.metrics[index].set_up(found.backends[index].is_available());
+    found.set_out(index, Out::Draining, draining);
     let verb = if draining { "Draining" } else { "Undraining" };
     tracing::info!(
         pool,

@@ -82,8 +82,7 @@ impl Ejection {
             return;
         }
         let time = self.ejection_time(record);
-        backend.set_out(Out::Ejected, true);
-        pool.metrics[index].set_up(backend.is_available());
+        pool.set_out(index, Out::Ejected, true);
         tracing::warn!(pool = %pool.name, backend = %backend.id, failures, ?time, "Backend ejected: its answers keep failing.");
         let (backend, metrics) = (Arc::clone(backend), Arc::clone(&pool.metrics[index]));
         let name = Arc::clone(&pool.name);

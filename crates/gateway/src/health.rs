@@ -119,8 +119,7 @@ async fn watch_backend(
         let Some(up) = verdicts.record(result.is_ok()) else {
             continue;
         };
-        backend.set_out(Out::Unhealthy, !up);
-        pool.metrics[index].set_up(backend.is_available());
+        pool.set_out(index, Out::Unhealthy, !up);
         match result {
             Ok(()) => {
                 tracing::info!(pool = %pool.name, backend = %backend.id, "Backend is up again: its health checks pass.")

@@ -112,6 +112,14 @@ impl Pool {
 
     /// Chooses a backend for a request from `client`, or `None` when no
     /// backend is available.
+    /// Sets or clears one reason to keep backend `index` out of rotation,
+    /// and publishes whether it is in rotation now.
+    pub(crate) fn set_out(&self, index: usize, reason: Out, out: bool) {
+        let backend = &self.backends[index];
+        backend.set_out(reason, out);
+        self.metrics[index].set_up(backend.is_available());
+    }
+
     /// Counts an answer of backend `index` for passive ejection: `failed`
     /// for a 5xx or no answer at all.
     pub(crate) fn observe(&self, index: usize, failed: bool) {

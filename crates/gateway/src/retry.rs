@@ -89,14 +89,16 @@ impl Retries {
         }
     }
 
+    /// Adds to the balance: one `fetch_add`, as every request deposits and
+    /// a compare-and-swap loop would contend across worker threads; the
+    /// rare overshoot past the cap is trimmed right after.
     fn add(&self, milli: i64) {
         if milli > 0 {
-            let cap = self.cap_milli;
-            let _ = self
-                .balance_milli
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                    Some((b + milli).min(cap))
-                });
+            let before = self.balance_milli.fetch_add(milli, Ordering::Relaxed);
+            if before + milli > self.cap_milli {
+                self.balance_milli
+                    .fetch_min(self.cap_milli, Ordering::Relaxed);
+            }
         }
     }
 }
