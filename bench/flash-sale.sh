@@ -53,23 +53,16 @@ CROWDS=${CROWDS:-"small large"}
 ROUNDS=${ROUNDS:-3}
 NODES=${NODES:-"1 3"}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
-QUIET_WAIT_MAX=${QUIET_WAIT_MAX:-600}
-BUSY_MAX=${BUSY_MAX:-0.25}
-KEEP_TMP=${KEEP_TMP:-0}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-OUT_DIR="$SCRIPT_DIR/out"
-CLK_TCK=$(getconf CLK_TCK)
-ATTEMPTS_TARGET=10000
-P99_TARGET_MS=15
-
-TMP=""
-UP_PID=""
-BENCH_DB=""
 # shellcheck source=lib/common.sh
 source "$SCRIPT_DIR/lib/common.sh"
 
+ATTEMPTS_TARGET=10000
+P99_TARGET_MS=15
+
+UP_PID=""
+BENCH_DB=""
 
 # The cluster and the bench database go too, then run.sh's cleanup.
 cleanup_all() {

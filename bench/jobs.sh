@@ -50,24 +50,15 @@ BATCH=${BATCH:-500}
 ENQUEUE_BATCH=${ENQUEUE_BATCH:-100}
 ENQUEUE_CONCURRENCY=${ENQUEUE_CONCURRENCY:-4}
 EXAMPLE_ARGS=${EXAMPLE_ARGS:-}
-QUIET_WAIT_MAX=${QUIET_WAIT_MAX:-600}
-BUSY_MAX=${BUSY_MAX:-0.25}
-KEEP_TMP=${KEEP_TMP:-0}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-OUT_DIR="$SCRIPT_DIR/out"
-CLK_TCK=$(getconf CLK_TCK)
+# shellcheck source=lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
+
 # The target of the issue, in jobs/s on PostgreSQL.
 TARGET=20000
 # What each line of the raw runs file holds.
 COLUMNS="round, engine, workers, loops, batch, jobs/s, enqueue jobs/s, p50 ms, p99 ms, max ms, mean batch, claim ms, complete ms, quiet, load1"
-
-TMP=""
-
-# shellcheck source=lib/common.sh
-source "$SCRIPT_DIR/lib/common.sh"
-
 
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -57,20 +57,13 @@ PLAIN_CLIENTS=${PLAIN_CLIENTS:-16}
 GROUPED_CLIENTS=${GROUPED_CLIENTS:-2000}
 MAX_BATCH=${MAX_BATCH:-}
 EXAMPLE_ARGS=${EXAMPLE_ARGS:-}
-QUIET_WAIT_MAX=${QUIET_WAIT_MAX:-600}
-BUSY_MAX=${BUSY_MAX:-0.25}
-KEEP_TMP=${KEEP_TMP:-0}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-OUT_DIR="$SCRIPT_DIR/out"
-CLK_TCK=$(getconf CLK_TCK)
-# The grouped target of the issue, in committed reservations/s on PostgreSQL.
-TARGET=25000
-
-TMP=""
 # shellcheck source=lib/common.sh
 source "$SCRIPT_DIR/lib/common.sh"
+
+# The grouped target of the issue, in committed reservations/s on PostgreSQL.
+TARGET=25000
 
 trap cleanup EXIT
 trap 'exit 130' INT
