@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::Shared;
 use crate::body::ResponseBody;
 use crate::pool::Pool;
-use crate::server::{accept_until_stopped, runtime};
+use crate::server::{Current, accept_until_stopped, runtime};
 use crate::telemetry;
 
 /// How often histogram samples are folded into their buckets, so memory
@@ -32,7 +32,7 @@ const UPKEEP: Duration = Duration::from_secs(5);
 
 pub(crate) fn serve(
     listener: std::net::TcpListener,
-    shared: Arc<Shared>,
+    current: Current,
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     runtime()?.block_on(async move {
@@ -50,9 +50,10 @@ pub(crate) fn serve(
         };
         let builder = auto::Builder::new(TokioExecutor::new());
         accept_until_stopped(&listener, stop, |stream, _peer| {
-            let shared = Arc::clone(&shared);
-            let handle = handle.clone();
+            let (current, handle) = (current.clone(), handle.clone());
             let service = service_fn(move |req| {
+                // The configuration current when the request arrived.
+                let shared = Arc::clone(&current.borrow());
                 let answer = route(&req, &shared, &handle);
                 async move { Ok::<_, Infallible>(answer) }
             });

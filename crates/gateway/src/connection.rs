@@ -26,12 +26,36 @@ use crate::h1::{self, Ended, Prefixed};
 use crate::proxy::Proxy;
 use crate::telemetry::{CLIENT_CONNECTIONS, GaugeGuard};
 
-/// What one worker's connections share.
+/// What one worker's connections share, for one configuration.
 #[derive(Debug)]
 pub(crate) struct Context {
     pub(crate) proxy: Arc<Proxy>,
     pub(crate) builder: auto::Builder<TokioExecutor>,
     pub(crate) idle_timeout: Duration,
+}
+
+/// A connection's view of its worker's context, which a reload replaces:
+/// each request is served with the one current when its head arrived.
+#[derive(Debug)]
+pub(crate) struct Latest(watch::Receiver<Arc<Context>>);
+
+impl Latest {
+    pub(crate) fn new(contexts: watch::Receiver<Arc<Context>>) -> Self {
+        Self(contexts)
+    }
+
+    /// The current context.
+    pub(crate) fn get(&mut self) -> Arc<Context> {
+        Arc::clone(&self.0.borrow_and_update())
+    }
+
+    /// Replaces `proxy` with the current one if a reload came since it was
+    /// taken; costs one atomic read when none did.
+    pub(crate) fn refresh(&mut self, proxy: &mut Arc<Proxy>) {
+        if self.0.has_changed().unwrap_or(false) {
+            *proxy = Arc::clone(&self.0.borrow_and_update().proxy);
+        }
+    }
 }
 
 /// Serves one accepted connection until it closes. `stop` turns true when
@@ -40,14 +64,14 @@ pub(crate) struct Context {
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    context: Arc<Context>,
+    mut latest: Latest,
     stop: watch::Receiver<bool>,
     _drain: mpsc::Sender<()>,
 ) {
     let _open = GaugeGuard::new(metrics::gauge!(CLIENT_CONNECTIONS));
-    let peer = Arc::new(context.proxy.peer(peer));
-    if let Ended::Handoff(io) = h1::serve(stream, &peer, &context.proxy, &stop).await {
-        serve_with_hyper(io, peer, &context, stop).await;
+    let peer = Arc::new(latest.get().proxy.peer(peer));
+    if let Ended::Handoff(io) = h1::serve(stream, &peer, &mut latest, &stop).await {
+        serve_with_hyper(io, peer, latest, stop).await;
     }
 }
 
@@ -56,16 +80,18 @@ pub(crate) async fn serve(
 async fn serve_with_hyper(
     io: Prefixed,
     peer: Arc<Peer>,
-    context: &Arc<Context>,
+    mut latest: Latest,
     mut stop: watch::Receiver<bool>,
 ) {
+    let context = latest.get();
     let idle_timeout = context.idle_timeout;
     let activity = Arc::new(Activity::new());
     let service = {
-        let (context, activity) = (Arc::clone(context), Arc::clone(&activity));
+        let (contexts, activity) = (latest.0, Arc::clone(&activity));
         service_fn(move |req| {
             let exchange = activity.begin();
-            let (proxy, peer) = (Arc::clone(&context.proxy), Arc::clone(&peer));
+            let proxy = Arc::clone(&contexts.borrow().proxy);
+            let peer = Arc::clone(&peer);
             async move {
                 let mut response = proxy.serve(req, &peer).await?;
                 response.body_mut().hold(exchange);

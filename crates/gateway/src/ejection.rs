@@ -128,7 +128,7 @@ mod tests {
             list.join(", ")
         );
         let config = Config::from_toml(&toml, "test.toml").expect("config");
-        Pool::new(0, "web", &config.pools["web"])
+        Pool::new(0, "web", &config.pools["web"], None)
     }
 
     #[tokio::test]

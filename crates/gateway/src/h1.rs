@@ -44,6 +44,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::body::Exchange;
+use crate::connection::Latest;
 use crate::error::GatewayError;
 use crate::fields::Fields;
 use crate::forwarded::{ForwardingCache, Peer};
@@ -88,9 +89,10 @@ enum Next {
 pub(crate) async fn serve(
     mut client: TcpStream,
     peer: &Peer,
-    proxy: &Proxy,
+    latest: &mut Latest,
     stop: &watch::Receiver<bool>,
 ) -> Ended {
+    let mut proxy = Arc::clone(&latest.get().proxy);
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(1024);
     let mut timer = Timer::new();
@@ -108,7 +110,8 @@ pub(crate) async fn serve(
             forwarding: &mut forwarding,
             last_active: &mut last_active,
             peer,
-            proxy,
+            proxy: &mut proxy,
+            latest,
         };
         match exchange.run(&mut stopping, stop).await {
             Next::Continue => {}
@@ -136,7 +139,9 @@ struct Exchanging<'a> {
     /// from here.
     last_active: &'a mut Instant,
     peer: &'a Peer,
-    proxy: &'a Proxy,
+    /// The proxy serving this request: the latest when its head arrived.
+    proxy: &'a mut Arc<Proxy>,
+    latest: &'a mut Latest,
 }
 
 /// A parsed request, ready to go upstream: its head is written in `out`.
@@ -183,6 +188,7 @@ impl Exchanging<'_> {
                 let mut req = httparse::Request::new(&mut []);
                 match req.parse_with_uninit_headers(self.buf, &mut storage) {
                     Ok(httparse::Status::Complete(len)) => {
+                        self.latest.refresh(self.proxy);
                         let parsed =
                             Self::prepare(&req, self.out, self.forwarding, self.peer, self.proxy);
                         // hyper must see the head it is handed; anything else

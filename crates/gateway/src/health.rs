@@ -13,7 +13,9 @@
 //!
 //! The checks run on a thread of their own, so a slow backend's probes
 //! never queue behind client traffic (or the reverse). Taking a backend out
-//! only stops new picks; requests already in flight to it finish.
+//! only stops new picks; requests already in flight to it finish. A reload
+//! restarts the checks for the new pools; a backend that stayed starts
+//! them from the state it had, so a down backend still needs `rise` passes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use tokio::time::MissedTickBehavior;
 use crate::Shared;
 use crate::config::HealthCheckConfig;
 use crate::pool::Pool;
+use crate::server::Current;
 
 /// Consecutive results and the state they add up to, for one backend.
 #[derive(Debug)]
@@ -45,10 +48,10 @@ pub(crate) struct Verdicts {
 }
 
 impl Verdicts {
-    /// Starts up, with the pool's `rise` and `fall`.
-    pub(crate) fn new(rise: u32, fall: u32) -> Self {
+    /// Starts `up` (or down), with the pool's `rise` and `fall`.
+    pub(crate) fn new(up: bool, rise: u32, fall: u32) -> Self {
         Self {
-            up: true,
+            up,
             against: 0,
             rise,
             fall,
@@ -72,27 +75,35 @@ impl Verdicts {
     }
 }
 
-/// Whether any pool has health checks, i.e. whether [`run`] has work.
-pub(crate) fn wanted(shared: &Shared) -> bool {
-    shared.pools.iter().any(|pool| pool.health_check.is_some())
+/// Checks every backend of every checked pool of the current
+/// configuration, until the gateway stops.
+pub(crate) fn run(mut current: Current, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    crate::server::runtime()?.block_on(async move {
+        loop {
+            let checks = start(&current.borrow_and_update(), &stop);
+            tokio::select! {
+                changed = current.changed() => if changed.is_err() { return Ok(()) },
+                _ = stop.wait_for(|stop| *stop) => return Ok(()),
+            }
+            // Dropping the set aborts the old configuration's checks.
+            drop(checks);
+        }
+    })
 }
 
-/// Checks every backend of every checked pool until the gateway stops.
-pub(crate) fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> std::io::Result<()> {
-    crate::server::runtime()?.block_on(async move {
-        let mut checks = JoinSet::new();
-        for pool in &shared.pools {
-            let Some(config) = &pool.health_check else {
-                continue;
-            };
-            for index in 0..pool.backends.len() {
-                let watched = watch_backend(Arc::clone(pool), index, config.clone(), stop.clone());
-                checks.spawn(watched);
-            }
+/// Starts the checks of every checked pool of `shared`.
+fn start(shared: &Shared, stop: &watch::Receiver<bool>) -> JoinSet<()> {
+    let mut checks = JoinSet::new();
+    for pool in &shared.pools {
+        let Some(config) = &pool.health_check else {
+            continue;
+        };
+        for index in 0..pool.backends.len() {
+            let watched = watch_backend(Arc::clone(pool), index, config.clone(), stop.clone());
+            checks.spawn(watched);
         }
-        while checks.join_next().await.is_some() {}
-        Ok(())
-    })
+    }
+    checks
 }
 
 async fn watch_backend(
@@ -102,7 +113,8 @@ async fn watch_backend(
     mut stop: watch::Receiver<bool>,
 ) {
     let backend = &pool.backends[index];
-    let mut verdicts = Verdicts::new(config.rise, config.fall);
+    let up = !backend.is_out(Out::Unhealthy);
+    let mut verdicts = Verdicts::new(up, config.rise, config.fall);
     let mut ticks = tokio::time::interval(config.interval);
     // A check that overran its slot is not made up for with a burst.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -168,7 +180,7 @@ mod tests {
 
     #[test]
     fn fall_failures_in_a_row_take_it_out_and_rise_passes_bring_it_back() {
-        let mut v = Verdicts::new(2, 3);
+        let mut v = Verdicts::new(true, 2, 3);
         assert_eq!(v.record(false), None);
         assert_eq!(v.record(false), None);
         assert_eq!(v.record(false), Some(false), "third failure in a row");
@@ -179,7 +191,7 @@ mod tests {
 
     #[test]
     fn one_result_the_other_way_resets_the_count() {
-        let mut v = Verdicts::new(2, 2);
+        let mut v = Verdicts::new(true, 2, 2);
         for _ in 0..10 {
             assert_eq!(v.record(false), None);
             assert_eq!(v.record(true), None, "a flapping backend stays up");

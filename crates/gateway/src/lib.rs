@@ -11,7 +11,8 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML file and quick flags, validated into a [`Config`].
-//! - `server`: listeners, worker threads, graceful shutdown ([`Gateway`]).
+//! - `server`: listeners, worker threads, reloads, graceful shutdown
+//!   ([`Gateway`]).
 //! - `connection`: one client connection, from the fast path to hyper, drain.
 //! - `h1`: the HTTP/1.1 fast path that carries nearly all traffic: heads
 //!   parsed in place, bodies relayed unchanged, per-worker idle backend
@@ -49,10 +50,12 @@ mod upgrade;
 mod upstream;
 
 pub use config::{Config, ConfigError, QuickFlags};
-pub use server::{Gateway, StartError};
+pub use server::{Gateway, ReloadError, StartError};
 
-/// What every worker thread shares: built once from the configuration and
-/// read-only afterwards (but for the atomic load counters in backends).
+/// What every worker thread shares: built from the configuration and
+/// read-only afterwards (but for the atomic load counters in backends). A
+/// reload builds a new one and publishes it; each connection takes it up
+/// at its next request (see `server`).
 #[derive(Debug)]
 pub(crate) struct Shared {
     config: Config,
@@ -62,7 +65,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(config: Config) -> Self {
+    /// The state `config` describes; on a reload, `previous` is the state it
+    /// replaces, whose backends that stay keep theirs.
+    fn new(config: Config, previous: Option<&Shared>) -> Self {
         // Handles are resolved against the recorder, so it must exist first.
         // Without an admin listener nobody could read the metrics, and
         // nobody would drain their histograms: record nothing.
@@ -73,7 +78,11 @@ impl Shared {
             .pools
             .iter()
             .enumerate()
-            .map(|(i, (name, pool))| (name.clone(), Arc::new(pool::Pool::new(i, name, pool))))
+            .map(|(i, (name, pool))| {
+                let old = previous.and_then(|p| p.pools.iter().find(|p| *p.name == **name));
+                let pool = pool::Pool::new(i, name, pool, old.map(|p| &**p));
+                (name.clone(), Arc::new(pool))
+            })
             .collect();
         let routes = config
             .routes

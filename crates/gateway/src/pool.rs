@@ -12,7 +12,7 @@ use http::uri::Authority;
 use stampede_balance::strategy::Sticky;
 use stampede_balance::{Backend, Out, Pick, Strategy};
 
-use crate::config::{HashOn, HealthCheckConfig, PoolConfig};
+use crate::config::{BackendConfig, HashOn, HealthCheckConfig, PoolConfig};
 use crate::ejection::Ejection;
 use crate::fields::Fields;
 use crate::retry::Retries;
@@ -59,14 +59,22 @@ pub(crate) struct Choice {
 }
 
 impl Pool {
-    pub(crate) fn new(index: usize, name: &str, config: &PoolConfig) -> Self {
+    /// The pool as `config` says; after a reload, `previous` is the pool of
+    /// the same name in the configuration it replaces, whose backends that
+    /// stay keep their state (see [`carry_over`]).
+    pub(crate) fn new(
+        index: usize,
+        name: &str,
+        config: &PoolConfig,
+        previous: Option<&Pool>,
+    ) -> Self {
         // Primaries first, then backups: each strategy sees its own slice,
         // and an index into either is an index into `backends`.
         let (primary, backup): (Vec<_>, Vec<_>) = config.backends.iter().partition(|b| !b.backup);
         let backends: Vec<Arc<Backend>> = primary
             .iter()
             .chain(&backup)
-            .map(|b| Arc::new(Backend::new(b.address, b.weight)))
+            .map(|b| carry_over(b, config, previous))
             .collect();
         let primaries = primary.len();
         let mut strategy = config.strategy.build(&backends[..primaries]);
@@ -75,7 +83,7 @@ impl Pool {
         }
         let backup_strategy =
             (!backup.is_empty()).then(|| config.strategy.build(&backends[primaries..]));
-        Self {
+        let pool = Self {
             name: name.into(),
             index,
             authorities: backends
@@ -107,7 +115,11 @@ impl Pool {
                 .ejection
                 .clone()
                 .map(|c| Ejection::new(c, config.backends.len())),
+        };
+        for (backend, metrics) in pool.backends.iter().zip(&pool.metrics) {
+            metrics.set_up(backend.is_available());
         }
+        pool
     }
 
     /// Chooses a backend for a request from `client`, or `None` when no
@@ -211,6 +223,30 @@ impl Pool {
     }
 }
 
+/// The backend `config` describes. A backend the `previous` pool had at
+/// the same address stays the same backend, so a reload loses neither its
+/// in-flight count (which least-conn balances on), its latency average, its
+/// drain nor its health; with another weight it is rebuilt (strategies read
+/// weights once) but keeps its drain and health. Health it keeps only while
+/// the pool still checks it: without checks nothing would ever clear it.
+fn carry_over(config: &BackendConfig, pool: &PoolConfig, previous: Option<&Pool>) -> Arc<Backend> {
+    let old = previous.and_then(|p| p.backends.iter().find(|b| b.addr == config.address));
+    let backend = match old {
+        Some(old) if old.weight == config.weight.max(1) => Arc::clone(old),
+        Some(old) => {
+            let backend = Backend::new(config.address, config.weight);
+            backend.set_out(Out::Draining, old.is_out(Out::Draining));
+            backend.set_out(Out::Unhealthy, old.is_out(Out::Unhealthy));
+            Arc::new(backend)
+        }
+        None => Arc::new(Backend::new(config.address, config.weight)),
+    };
+    if pool.health_check.is_none() {
+        backend.set_out(Out::Unhealthy, false);
+    }
+    backend
+}
+
 /// The address as 16 bytes (IPv4 mapped), so the hash of an address does not
 /// depend on the socket family it arrived on.
 fn ip_bytes(ip: IpAddr) -> [u8; 16] {
@@ -236,7 +272,7 @@ mod tests {
             "routes = [{{ pool = \"web\" }}]\n[pools.web]\n{settings}\nbackends = {backends}\n"
         );
         let config = Config::from_toml(&toml, "test.toml").expect("config");
-        Pool::new(0, "web", &config.pools["web"])
+        Pool::new(0, "web", &config.pools["web"], None)
     }
 
     fn pick(pool: &Pool) -> usize {
@@ -288,7 +324,7 @@ mod tests {
         let toml = "routes = [{ pool = \"web\" }]\n[pools.web]\npanic_threshold = 0.5\n\
                     backends = [\"127.0.0.1:9001\", \"127.0.0.1:9002\", \"127.0.0.1:9003\"]\n";
         let config = Config::from_toml(toml, "test.toml").expect("config");
-        let pool = Pool::new(0, "web", &config.pools["web"]);
+        let pool = Pool::new(0, "web", &config.pools["web"], None);
         let headers: &[httparse::Header<'_>] = &[];
         let pick = || {
             pool.choose(IpAddr::V4(Ipv4Addr::LOCALHOST), "/", headers)

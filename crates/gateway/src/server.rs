@@ -11,6 +11,16 @@
 //! by mistake would silently take half the traffic instead of failing with
 //! "address in use".
 //!
+//! Reload ([`Gateway::reload`]): the new configuration is validated and
+//! built into a new [`Shared`] beside the running one, carrying over the
+//! backends that stay (their health, drains, in-flight counts), then
+//! published on a `watch` channel. Each worker rebuilds its proxy from it,
+//! and each connection takes the new proxy up at its next request: no
+//! connection is closed and no in-flight request is touched, so keep-alive
+//! clients and WebSockets ride through a reload (ingress-nginx's reloads cut
+//! WebSockets, kubernetes/ingress-nginx#7115). Requests already under way
+//! finish on the configuration they started with.
+//!
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! request and close (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`), wait up to
 //! the drain timeout, then close whatever is left.
@@ -55,21 +65,45 @@ pub enum StartError {
     Runtime(io::Error),
 }
 
+/// A reload the running gateway refuses; it goes on with its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new configuration changes what only a restart can change: the
+    /// sockets and threads the gateway was started with.
+    #[error(
+        "`{key}` cannot change on a reload ({old} now, {new} in the new configuration); restart the gateway to change it"
+    )]
+    NeedsRestart {
+        /// The key.
+        key: &'static str,
+        /// Its running value.
+        old: String,
+        /// The value the new configuration asks for.
+        new: String,
+    },
+}
+
 /// A running gateway. Dropping it without [`Gateway::shutdown`] leaves the
 /// worker threads running until the process exits.
 #[derive(Debug)]
 pub struct Gateway {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    /// The current shared state; a reload sends the next.
+    current: watch::Sender<Arc<Shared>>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
+
+/// The shared state as a reader follows it across reloads.
+pub(crate) type Current = watch::Receiver<Arc<Shared>>;
 
 impl Gateway {
     /// Binds every listener and starts the workers; returns once the gateway
     /// accepts connections.
     pub fn start(config: Config) -> Result<Self, StartError> {
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::new(config, None));
+        let (current, follow) = watch::channel(Arc::clone(&shared));
         let config = &shared.config;
         let listener = bind(config.listen)?;
         let addr = listener.local_addr().map_err(StartError::Runtime)?;
@@ -84,33 +118,42 @@ impl Gateway {
         if let Some(admin_listen) = config.admin_listen {
             let listener = bind(admin_listen)?;
             admin_addr = Some(listener.local_addr().map_err(StartError::Runtime)?);
-            let shared = Arc::clone(&shared);
-            let stop = watch_shutdown.clone();
+            let (follow, stop) = (follow.clone(), watch_shutdown.clone());
             threads.push(spawn_thread("stampede-admin", move || {
-                admin::serve(listener, shared, stop)
+                admin::serve(listener, follow, stop)
             })?);
         }
-        if health::wanted(&shared) {
-            let shared = Arc::clone(&shared);
-            let stop = watch_shutdown.clone();
-            threads.push(spawn_thread("stampede-health", move || {
-                health::run(shared, stop)
-            })?);
-        }
+        // Always started: a reload may add checks to a gateway that had none.
+        let (health_follow, stop) = (follow.clone(), watch_shutdown.clone());
+        threads.push(spawn_thread("stampede-health", move || {
+            health::run(health_follow, stop)
+        })?);
         for (i, listener) in listeners.into_iter().enumerate() {
-            let shared = Arc::clone(&shared);
-            let stop = watch_shutdown.clone();
+            let (follow, stop) = (follow.clone(), watch_shutdown.clone());
             threads.push(spawn_thread(&format!("stampede-worker-{i}"), move || {
-                worker(listener, shared, stop)
+                worker(listener, follow, stop)
             })?);
         }
         tracing::info!(%addr, admin = ?admin_addr, workers = threads.len(), "Gateway listening.");
         Ok(Self {
             addr,
             admin_addr,
+            current,
             shutdown,
             threads,
         })
+    }
+
+    /// Replaces the running configuration with `config` (already validated)
+    /// without closing a connection (see the module docs). Refused, with
+    /// the running configuration untouched, when it changes the listeners
+    /// or the worker count.
+    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let previous = Arc::clone(&self.current.borrow());
+        needs_no_restart(&previous.config, &config)?;
+        let next = Shared::new(config, Some(&previous));
+        self.current.send_replace(Arc::new(next));
+        Ok(())
     }
 
     /// The address clients connect to (with the real port when 0 was asked).
@@ -130,6 +173,31 @@ impl Gateway {
         for thread in self.threads {
             let _ = thread.join();
         }
+    }
+}
+
+/// Refuses a configuration that changes what was fixed at start.
+fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> {
+    let fixed: [(&'static str, String, String); 3] = [
+        (
+            "listen",
+            running.listen.to_string(),
+            next.listen.to_string(),
+        ),
+        (
+            "admin_listen",
+            format!("{:?}", running.admin_listen),
+            format!("{:?}", next.admin_listen),
+        ),
+        (
+            "workers",
+            running.worker_threads().to_string(),
+            next.worker_threads().to_string(),
+        ),
+    ];
+    match fixed.into_iter().find(|(_, old, new)| old != new) {
+        Some((key, old, new)) => Err(ReloadError::NeedsRestart { key, old, new }),
+        None => Ok(()),
     }
 }
 
@@ -169,23 +237,28 @@ pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
 
 fn worker(
     listener: std::net::TcpListener,
-    shared: Arc<Shared>,
+    mut follow: Current,
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     runtime()?.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
-        let limits = &shared.config.limits;
-        let context = Arc::new(connection::Context {
-            proxy: Arc::new(Proxy::new(Arc::clone(&shared))),
-            builder: connection_builder(limits),
-            idle_timeout: limits.idle_timeout,
+        let first = context(Arc::clone(&follow.borrow_and_update()));
+        let (publish, latest) = watch::channel(first);
+        // Rebuilds this worker's context on every reload; connections take
+        // it up at their next request.
+        let rebuild = tokio::spawn(async move {
+            while follow.changed().await.is_ok() {
+                let shared = Arc::clone(&follow.borrow_and_update());
+                publish.send_replace(context(shared));
+            }
         });
         let prune = tokio::spawn({
-            let context = Arc::clone(&context);
+            let latest = latest.clone();
             async move {
                 let mut tick = tokio::time::interval(PRUNE_IDLE_EVERY);
                 loop {
                     tick.tick().await;
+                    let context = Arc::clone(&latest.borrow());
                     let timeouts = context.proxy.shared.pools.iter().map(|p| p.idle_timeout);
                     context.proxy.idle.prune(timeouts);
                 }
@@ -199,7 +272,7 @@ fn worker(
             let serve = connection::serve(
                 stream,
                 peer,
-                Arc::clone(&context),
+                connection::Latest::new(latest.clone()),
                 stop.clone(),
                 drain_tx.clone(),
             );
@@ -208,8 +281,9 @@ fn worker(
         .await;
         drop(listener);
         prune.abort();
+        rebuild.abort();
         drop(drain_tx);
-        let drain = shared.config.drain_timeout;
+        let drain = latest.borrow().proxy.shared.config.drain_timeout;
         if tokio::time::timeout(drain, drained.recv()).await.is_err() {
             tracing::warn!(
                 ?drain,
@@ -217,6 +291,17 @@ fn worker(
             );
         }
         Ok(())
+    })
+}
+
+/// A worker's context for one configuration; must run inside the worker's
+/// runtime, where its upstream clients spawn their connections.
+fn context(shared: Arc<Shared>) -> Arc<connection::Context> {
+    let limits = &shared.config.limits;
+    Arc::new(connection::Context {
+        builder: connection_builder(limits),
+        idle_timeout: limits.idle_timeout,
+        proxy: Arc::new(Proxy::new(shared)),
     })
 }
 

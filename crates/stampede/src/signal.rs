@@ -7,7 +7,6 @@
 
 use std::io;
 
-use tokio::runtime::Runtime;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Installed handlers, for roles that run on a tokio runtime of their own.
@@ -32,28 +31,5 @@ impl Signals {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
         }
-    }
-}
-
-/// Installed handlers with a small runtime of their own, for roles that
-/// run their own threads and just block until it is time to stop.
-pub(crate) struct ShutdownSignal {
-    runtime: Runtime,
-    signals: Signals,
-}
-
-impl ShutdownSignal {
-    /// Installs the handlers now; from here on SIGINT and SIGTERM are caught.
-    pub(crate) fn install() -> io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let signals = runtime.block_on(async { Signals::install() })?;
-        Ok(Self { runtime, signals })
-    }
-
-    /// Blocks until SIGINT or SIGTERM arrives (or has arrived since `install`).
-    pub(crate) fn wait(self) {
-        self.runtime.block_on(self.signals.recv());
     }
 }

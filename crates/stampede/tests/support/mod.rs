@@ -656,7 +656,7 @@ pub(crate) struct Gateway {
     pub(crate) addr: SocketAddr,
     /// The admin listener, when configured.
     pub(crate) admin: Option<SocketAddr>,
-    _config: Option<TempFile>,
+    config: Option<TempFile>,
 }
 
 impl Gateway {
@@ -683,9 +683,14 @@ impl Gateway {
     /// `stampede gateway --config FILE` with this TOML (which should listen
     /// on `127.0.0.1:0`).
     pub(crate) async fn with_config(toml: &str) -> Gateway {
+        Self::with_config_and(toml, &[]).await
+    }
+
+    /// [`Gateway::with_config`] with more arguments, such as `--watch`.
+    pub(crate) async fn with_config_and(toml: &str, args: &[&str]) -> Gateway {
         let file = TempFile::new("toml", toml);
         let mut command = stampede("gateway");
-        command.arg("--config").arg(&file.0);
+        command.arg("--config").arg(&file.0).args(args);
         let admin = toml
             .lines()
             .any(|l| l.trim_start().starts_with("admin_listen"));
@@ -705,8 +710,25 @@ impl Gateway {
             process,
             addr,
             admin,
-            _config: config,
+            config,
         }
+    }
+
+    /// Replaces the configuration file's contents (the gateway notices on
+    /// `SIGHUP`, or by itself with `--watch`).
+    pub(crate) fn rewrite_config(&self, toml: &str) {
+        let file = self.config.as_ref().expect("started with a config file");
+        std::fs::write(&file.0, toml).expect("rewrite the config file");
+    }
+
+    /// Sends `SIGHUP`: reload the configuration file.
+    pub(crate) fn hangup(&self) {
+        self.process.signal("HUP");
+    }
+
+    /// Everything the gateway wrote to stderr (its logs) so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.process.stderr()
     }
 
     /// `http://ADDR/PATH`.
