@@ -20,6 +20,10 @@ pub struct Backend {
     /// available while the set is empty. One atomic, so a pick reads one
     /// word however many reasons there are.
     out: AtomicU8,
+    /// When the backend last came back into rotation, in nanoseconds since
+    /// `load.epoch` (0: not since it was created, or [`Backend::settle`]d),
+    /// for a slow start to ramp its traffic up from.
+    returned: AtomicU64,
 }
 
 /// A reason for a backend to be out of rotation. Each is set and cleared by
@@ -44,6 +48,7 @@ impl Backend {
             id: addr.to_string(),
             load: Load::default(),
             out: AtomicU8::new(0),
+            returned: AtomicU64::new(0),
         }
     }
 
@@ -58,13 +63,39 @@ impl Backend {
     }
 
     /// Sets or clears one reason to keep the backend out of new picks;
-    /// in-flight requests are untouched.
+    /// in-flight requests are untouched. Clearing the last reason marks the
+    /// backend as returned (see [`Backend::returned_for`]).
     pub fn set_out(&self, reason: Out, out: bool) {
         if out {
             self.out.fetch_or(reason as u8, Ordering::Relaxed);
-        } else {
-            self.out.fetch_and(!(reason as u8), Ordering::Relaxed);
+        } else if self.out.fetch_and(!(reason as u8), Ordering::Relaxed) == reason as u8 {
+            self.mark_returned(Instant::now());
         }
+    }
+
+    /// Records that the backend (re)joined the rotation at `now`: it came
+    /// back, or a reload added it to a running pool.
+    pub fn mark_returned(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.load.epoch).as_nanos() as u64;
+        self.returned.store(since.max(1), Ordering::Relaxed);
+    }
+
+    /// How long ago the backend returned to rotation, unless it has not
+    /// since it was created or the return was settled. One atomic read
+    /// (and no clock read) when there is none, so a pool can ask on every
+    /// pick.
+    pub fn returned_for(&self) -> Option<Duration> {
+        let since = self.returned.load(Ordering::Relaxed);
+        if since == 0 {
+            return None;
+        }
+        let now = self.load.epoch.elapsed().as_nanos() as u64;
+        Some(Duration::from_nanos(now.saturating_sub(since)))
+    }
+
+    /// Forgets the last return: whatever ramped up after it is over.
+    pub fn settle(&self) {
+        self.returned.store(0, Ordering::Relaxed);
     }
 
     /// Marks a request to this backend as started; the returned guard marks
@@ -184,5 +215,20 @@ mod tests {
         assert!(b.is_out(Out::Draining) && !b.is_out(Out::Unhealthy));
         b.set_out(Out::Draining, false);
         assert!(b.is_available());
+    }
+
+    #[test]
+    fn clearing_the_last_reason_marks_a_return_until_settled() {
+        let b = Backend::new(SocketAddr::from(([127, 0, 0, 1], 1)), 1);
+        assert_eq!(b.returned_for(), None, "never out");
+        b.set_out(Out::Unhealthy, true);
+        b.set_out(Out::Draining, true);
+        b.set_out(Out::Unhealthy, false);
+        assert_eq!(b.returned_for(), None, "still draining");
+        b.set_out(Out::Draining, false);
+        let since = b.returned_for().expect("returned");
+        assert!(since < Duration::from_secs(5), "{since:?}");
+        b.settle();
+        assert_eq!(b.returned_for(), None);
     }
 }

@@ -103,6 +103,13 @@ impl StrategyKind {
         matches!(self, Self::ConsistentHash | Self::Maglev)
     }
 
+    /// Whether the strategy places a request by what it carries (its
+    /// client IP or hash key) rather than by turn, chance or load, so that
+    /// the same request keeps landing on the same backend.
+    pub fn hashes(self) -> bool {
+        matches!(self, Self::IpHash | Self::ConsistentHash | Self::Maglev)
+    }
+
     /// Builds the strategy for this backend set.
     pub fn build(self, backends: &[Arc<Backend>]) -> Box<dyn Strategy> {
         match self {

@@ -155,6 +155,7 @@ fn backend_state(pool: &Pool, index: usize) -> serde_json::Value {
         "healthy": !backend.is_out(Out::Unhealthy),
         "draining": backend.is_out(Out::Draining),
         "ejected": backend.is_out(Out::Ejected),
+        "warming": pool.warming(index),
         "in_flight": backend.load.in_flight(),
     })
 }

@@ -110,6 +110,12 @@ pub struct PoolConfig {
     /// threshold). 0, the default, never fails open.
     #[serde(default)]
     pub panic_threshold: f64,
+    /// A backend that comes back into rotation (healthy again, ejection
+    /// over, undrained, or added by a reload) takes a share of its picks
+    /// that ramps from 10 % to all of them over this window (see the
+    /// gateway's `pool` module). None: back at full share at once.
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub slow_start: Option<Duration>,
     /// Active health checks; without this table every backend counts as up.
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
@@ -440,6 +446,21 @@ impl Config {
                         pool.strategy.name()
                     ),
                 ));
+            }
+            if let Some(window) = pool.slow_start {
+                let key = format!("pools.{name}.slow_start");
+                if window.is_zero() {
+                    return Err((key, "must be more than 0 (leave it out for none)".into()));
+                }
+                if pool.strategy.hashes() {
+                    return Err((
+                        key,
+                        format!(
+                            "strategy `{}` places requests by their key, which a slow start would move; use it with round-robin, weighted-round-robin, random, least-conn or p2c-ewma",
+                            pool.strategy.name()
+                        ),
+                    ));
+                }
             }
             if let Some(retries) = &pool.retries {
                 retries

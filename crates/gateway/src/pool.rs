@@ -1,6 +1,21 @@
 //! An upstream pool as the proxy uses it: its backends, the strategy that
 //! chooses among them, and how a request is turned into the strategy's input
 //! (the hash key, the sticky cookie).
+//!
+//! # Slow start
+//!
+//! A backend that comes back into rotation (healthy again, ejection over,
+//! undrained after a deploy, or added to the pool by a reload) has cold
+//! caches, connection pools and JIT; handed its full share at once it can
+//! fall over again. With `slow_start = WINDOW` it takes each pick the
+//! strategy gives it with a probability that ramps linearly from 10 % to
+//! 100 % over the window (Envoy's slow start with its default aggression
+//! and minimum weight); a pick it declines goes to another available
+//! primary chosen at random. Its traffic is then that share of what the
+//! strategy would give it, whichever strategy it is, without every strategy
+//! learning about time. A client pinned to it by a sticky cookie stays.
+//! Strategies that hash are refused a slow start at validation: moving a
+//! key's requests elsewhere is exactly what they exist not to do.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -46,6 +61,7 @@ pub(crate) struct Pool {
     pub(crate) max_idle_per_backend: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) health_check: Option<HealthCheckConfig>,
+    slow_start: Option<Duration>,
     ejection: Option<Ejection>,
     pub(crate) retries: Option<Retries>,
 }
@@ -110,6 +126,7 @@ impl Pool {
             max_idle_per_backend: config.max_idle_per_backend,
             idle_timeout: config.idle_timeout,
             health_check: config.health_check.clone(),
+            slow_start: config.slow_start,
             retries: config.retries.as_ref().map(|c| Retries::new(c, name)),
             ejection: config
                 .ejection
@@ -186,12 +203,43 @@ impl Pool {
             let set_cookie = self.sticky_cookie_for(index, sticky);
             return Some(Choice { index, set_cookie });
         }
-        let index = self.strategy.pick(primaries, &pick).or_else(|| {
-            let backup = self.backup_strategy.as_ref()?.pick(backups, &pick)?;
-            Some(self.primaries + backup)
-        })?;
+        let index = match self.strategy.pick(primaries, &pick) {
+            Some(index) => self.ramp(index, sticky),
+            None => self.primaries + self.backup_strategy.as_ref()?.pick(backups, &pick)?,
+        };
         let set_cookie = self.sticky_cookie_for(index, sticky);
         Some(Choice { index, set_cookie })
+    }
+
+    /// Primary `index` as the strategy picked it, or, when it is in a slow
+    /// start and declines this pick, another (see the module docs).
+    fn ramp(&self, index: usize, sticky: Option<&str>) -> usize {
+        let Some(share) = self.warming(index) else {
+            return index;
+        };
+        let backend = &self.backends[index];
+        if sticky == Some(backend.id.as_str()) || fastrand::f64() < share {
+            return index;
+        }
+        let n = self.primaries;
+        let start = fastrand::usize(..n);
+        (0..n)
+            .map(|step| (start + step) % n)
+            .find(|&i| i != index && self.backends[i].is_available())
+            .unwrap_or(index)
+    }
+
+    /// The share of its picks backend `index` takes while in a slow start;
+    /// `None` once it is over (or there is none).
+    pub(crate) fn warming(&self, index: usize) -> Option<f64> {
+        let window = self.slow_start?;
+        let backend = &self.backends[index];
+        let since = backend.returned_for()?;
+        if since >= window {
+            backend.settle();
+            return None;
+        }
+        Some(ramp_share(since, window))
     }
 
     /// When too few primaries are in rotation (below the panic threshold),
@@ -239,12 +287,30 @@ fn carry_over(config: &BackendConfig, pool: &PoolConfig, previous: Option<&Pool>
             backend.set_out(Out::Unhealthy, old.is_out(Out::Unhealthy));
             Arc::new(backend)
         }
-        None => Arc::new(Backend::new(config.address, config.weight)),
+        None => {
+            let backend = Backend::new(config.address, config.weight);
+            // New to a running pool: it starts slow too.
+            if previous.is_some() {
+                backend.mark_returned(std::time::Instant::now());
+            }
+            Arc::new(backend)
+        }
     };
     if pool.health_check.is_none() {
         backend.set_out(Out::Unhealthy, false);
     }
     backend
+}
+
+/// The least share of its picks a backend in slow start takes: Envoy's
+/// default `min_weight_percent`, so that it is tried at all at first.
+const SLOW_START_FLOOR: f64 = 0.1;
+
+/// The share of picks `since` into a slow start of `window`: linear from
+/// the floor to 1.
+fn ramp_share(since: Duration, window: Duration) -> f64 {
+    let progress = since.as_secs_f64() / window.as_secs_f64();
+    (SLOW_START_FLOOR + (1.0 - SLOW_START_FLOOR) * progress).min(1.0)
 }
 
 /// The address as 16 bytes (IPv4 mapped), so the hash of an address does not
@@ -300,6 +366,30 @@ mod tests {
         assert!((0..20).all(|_| pick(&pool) == 2), "only the backup");
         pool.backends[0].set_out(Out::Unhealthy, false);
         assert!((0..20).all(|_| pick(&pool) == 0), "a primary is back");
+    }
+
+    #[test]
+    fn a_slow_start_ramps_from_the_floor_to_the_full_share() {
+        let window = Duration::from_secs(10);
+        assert!((ramp_share(Duration::ZERO, window) - 0.1).abs() < 1e-9);
+        assert!((ramp_share(Duration::from_secs(5), window) - 0.55).abs() < 1e-9);
+        assert_eq!(ramp_share(Duration::from_secs(20), window), 1.0);
+    }
+
+    #[test]
+    fn a_returning_backend_takes_a_small_share_until_its_slow_start_is_over() {
+        let pool = pool_with(
+            "slow_start = \"1h\"",
+            r#"["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"]"#,
+        );
+        pool.set_out(2, Out::Unhealthy, true);
+        pool.set_out(2, Out::Unhealthy, false);
+        let share = pool.warming(2).expect("warming");
+        assert!(share < 0.11, "{share}");
+        let to_returning = (0..3000).filter(|_| pick(&pool) == 2).count();
+        // Round-robin gives it 1000 of 3000; it takes about a tenth of them.
+        assert!((40..200).contains(&to_returning), "{to_returning}");
+        assert_eq!(pool.warming(0), None, "the others never left");
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! HTTP `GET` of a path, and a bare TCP connect. Drains from the admin
 //! listener: a drained backend gets no new requests but finishes the ones
 //! it has, and comes back when undrained. Passive ejection. Retries on
-//! another backend, and their budget when everything fails.
+//! another backend, and their budget when everything fails. Slow start of
+//! a backend that comes back.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -64,13 +65,26 @@ async fn wait_up(client: &HttpClient, gateway: &Gateway, backend: SocketAddr, wa
 
 /// The backends that answered `n` requests; every answer must be a `200`.
 async fn served_by(client: &HttpClient, gateway: &Gateway, n: usize) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
+    served_by_each(client, gateway, n)
+        .await
+        .into_keys()
+        .collect()
+}
+
+/// How many of `n` requests each backend answered; every answer must be a
+/// `200`.
+async fn served_by_each(
+    client: &HttpClient,
+    gateway: &Gateway,
+    n: usize,
+) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
     for _ in 0..n {
         let reply = get(client, &gateway.url("/")).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
-        names.insert(reply.text());
+        *counts.entry(reply.text()).or_default() += 1;
     }
-    names
+    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,7 +352,8 @@ async fn killing_one_of_three_backends_under_load_costs_clients_no_error() {
     let config = format!(
         "{}[pools.web.retries]\nmax = 2\n",
         config(&addrs, "path = \"/healthz\"")
-    );
+    )
+    .replace("[pools.web]\n", "[pools.web]\nslow_start = \"2s\"\n");
     let gateway = Gateway::with_config(&config).await;
     let client = client();
     // Four clients in a loop until told to stop; each answer's status is kept.
@@ -361,7 +376,18 @@ async fn killing_one_of_three_backends_under_load_costs_clients_no_error() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _back = Backend::start_at("b2", addrs[2]).await;
     wait_up(&client, &gateway, addrs[2], 1.0).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Back through slow start: at first a tenth or so of its picks, where
+    // round-robin alone would give it a third of the traffic.
+    let share = warming(&client, &gateway, addrs[2]).await;
+    assert!(share.is_some_and(|w| w < 0.6), "{share:?}");
+    let early = served_by_each(&client, &gateway, 40).await;
+    assert!(early.get("b2").copied().unwrap_or(0) < 10, "{early:?}");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        warming(&client, &gateway, addrs[2]).await,
+        None,
+        "ramp over"
+    );
     let _ = stop.send(true);
     let mut answered = 0;
     for task in load {
@@ -378,6 +404,17 @@ async fn killing_one_of_three_backends_under_load_costs_clients_no_error() {
         3,
         "all three serve again"
     );
+}
+
+/// The share of its picks `backend` takes in its slow start, per `GET /backends`.
+async fn warming(client: &HttpClient, gateway: &Gateway, backend: SocketAddr) -> Option<f64> {
+    let state = get(client, &gateway.admin_url("/backends")).await.json();
+    let backends = state["pools"][0]["backends"].as_array().cloned();
+    let id = backend.to_string();
+    let entry = backends?
+        .into_iter()
+        .find(|b| b["backend"] == id.as_str())?;
+    entry["warming"].as_f64()
 }
 
 /// A gateway whose one route admits `limit` requests at once and queues

@@ -274,3 +274,20 @@ fn a_zero_concurrency_limit_is_refused() {
     assert_eq!(config.routes[0].max_concurrency, Some(8));
     assert_eq!(config.routes[0].queue_timeout, Duration::from_secs(1));
 }
+
+#[test]
+fn slow_start_needs_a_window_and_a_strategy_that_does_not_hash() {
+    let with = |lines: &str| GOOD.replace("[pools.web]", &format!("[pools.web]\n{lines}"));
+    let config = Config::from_toml(&with("slow_start = \"30s\""), "test.toml").unwrap();
+    assert_eq!(
+        config.pools["web"].slow_start,
+        Some(Duration::from_secs(30))
+    );
+    let e = error(&with("slow_start = \"0s\""));
+    assert!(e.contains("pools.web.slow_start"), "{e}");
+    let e = error(&with("slow_start = \"30s\"\nstrategy = \"maglev\""));
+    assert!(
+        e.contains("pools.web.slow_start") && e.contains("maglev"),
+        "{e}"
+    );
+}
