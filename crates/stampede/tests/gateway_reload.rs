@@ -12,7 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
-use support::{Backend, Gateway, HttpClient, client, get, roundtrip, send, within};
+use support::{
+    Backend, Gateway, HttpClient, SteadyLoad, client, get, roundtrip, send, served_by, within,
+};
 use tokio::net::TcpStream;
 
 /// A gateway file with an admin listener and one pool `web` of `backends`,
@@ -48,15 +50,18 @@ async fn wait_listed(client: &HttpClient, gateway: &Gateway, backends: &[&Backen
     .await;
 }
 
-/// The backends that answered `n` requests; every answer must be a `200`.
-async fn served_by(client: &HttpClient, gateway: &Gateway, n: usize) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for _ in 0..n {
-        let reply = get(client, &gateway.url("/")).await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        names.insert(reply.text());
-    }
-    names
+/// Reloads `toml`, which must be refused: the `nth` refusal in the logs.
+/// The logs so far.
+async fn refused_reload(gateway: &Gateway, toml: &str, nth: usize) -> String {
+    gateway.rewrite_config(toml);
+    gateway.hangup();
+    within(Duration::from_secs(5), "the reload to be refused", async {
+        while gateway.stderr().matches("Reload refused").count() < nth {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    gateway.stderr()
 }
 
 fn names(names: &[&str]) -> BTreeSet<String> {
@@ -69,35 +74,17 @@ async fn a_reload_under_load_fails_no_request_and_moves_the_traffic() {
     let [b0, b1, b2] = [&backends[0], &backends[1], &backends[2]];
     let gateway = Gateway::with_config(&config(&[b0, b1], "")).await;
     let client = client();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let load: Vec<_> = (0..4)
-        .map(|_| {
-            let (client, url, stopped) = (client.clone(), gateway.url("/"), stopped.clone());
-            tokio::spawn(async move {
-                let mut statuses = Vec::new();
-                while !*stopped.borrow() {
-                    statuses.push(get(&client, &url).await.status.as_u16());
-                }
-                statuses
-            })
-        })
-        .collect();
+    let load = SteadyLoad::start(&client, &gateway.url("/"), 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     gateway.rewrite_config(&config(&[b1, b2], "strategy = \"least-conn\""));
     gateway.hangup();
     wait_listed(&client, &gateway, &[b1, b2]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = stop.send(true);
-    let mut answered = 0;
-    for task in load {
-        let statuses = task.await.expect("load task");
-        assert!(
-            statuses.iter().all(|&s| s == 200),
-            "a client saw an error: {statuses:?}"
-        );
-        answered += statuses.len();
-    }
-    assert!(answered > 100, "the load ran: {answered} requests");
+    let statuses = load.stop(100).await;
+    assert!(
+        statuses.iter().all(|&s| s == 200),
+        "a client saw an error: {statuses:?}"
+    );
     assert_eq!(served_by(&client, &gateway, 12).await, names(&["b1", "b2"]));
 }
 
@@ -124,31 +111,14 @@ async fn a_bad_reload_is_refused_and_the_running_configuration_serves_on() {
     let (b0, b1) = (Backend::start("b0").await, Backend::start("b1").await);
     let gateway = Gateway::with_config(&config(&[&b0], "")).await;
     let client = client();
-    let refusals = |gateway: &Gateway| gateway.stderr().matches("Reload refused").count();
 
-    gateway.rewrite_config(&config(&[&b1], "strategy = \"fastest\""));
-    gateway.hangup();
-    within(Duration::from_secs(5), "the refusal", async {
-        while refusals(&gateway) < 1 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    let logs = gateway.stderr();
+    let logs = refused_reload(&gateway, &config(&[&b1], "strategy = \"fastest\""), 1).await;
     assert!(logs.contains("pools.web.strategy"), "names the key: {logs}");
     assert_eq!(served_by(&client, &gateway, 4).await, names(&["b0"]));
 
     // Valid, but the listener cannot move without a restart.
     let moved = config(&[&b1], "").replace("127.0.0.1:0\"\nadmin", "127.0.0.1:1\"\nadmin");
-    gateway.rewrite_config(&moved);
-    gateway.hangup();
-    within(Duration::from_secs(5), "the second refusal", async {
-        while refusals(&gateway) < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    let logs = gateway.stderr();
+    let logs = refused_reload(&gateway, &moved, 2).await;
     assert!(logs.contains("`listen` cannot change"), "{logs}");
     assert_eq!(served_by(&client, &gateway, 4).await, names(&["b0"]));
 }

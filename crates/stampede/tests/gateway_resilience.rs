@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,7 +18,10 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
 use serde_json::Value;
-use support::{Backend, Gateway, HttpClient, client, get, send, unused_addr, within};
+use support::{
+    Backend, Gateway, HttpClient, SteadyLoad, client, get, send, served_by, served_by_each,
+    unused_addr, within,
+};
 
 /// Checks every 100 ms, 2 results in a row change a backend's state.
 fn config(backends: &[SocketAddr], check: &str) -> String {
@@ -61,30 +64,6 @@ async fn wait_up(client: &HttpClient, gateway: &Gateway, backend: SocketAddr, wa
         }
     })
     .await;
-}
-
-/// The backends that answered `n` requests; every answer must be a `200`.
-async fn served_by(client: &HttpClient, gateway: &Gateway, n: usize) -> BTreeSet<String> {
-    served_by_each(client, gateway, n)
-        .await
-        .into_keys()
-        .collect()
-}
-
-/// How many of `n` requests each backend answered; every answer must be a
-/// `200`.
-async fn served_by_each(
-    client: &HttpClient,
-    gateway: &Gateway,
-    n: usize,
-) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for _ in 0..n {
-        let reply = get(client, &gateway.url("/")).await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        *counts.entry(reply.text()).or_default() += 1;
-    }
-    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,20 +335,7 @@ async fn killing_one_of_three_backends_under_load_costs_clients_no_error() {
     .replace("[pools.web]\n", "[pools.web]\nslow_start = \"2s\"\n");
     let gateway = Gateway::with_config(&config).await;
     let client = client();
-    // Four clients in a loop until told to stop; each answer's status is kept.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let load: Vec<_> = (0..4)
-        .map(|_| {
-            let (client, url, stopped) = (client.clone(), gateway.url("/"), stopped.clone());
-            tokio::spawn(async move {
-                let mut statuses = Vec::new();
-                while !*stopped.borrow() {
-                    statuses.push(get(&client, &url).await.status.as_u16());
-                }
-                statuses
-            })
-        })
-        .collect();
+    let load = SteadyLoad::start(&client, &gateway.url("/"), 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     backends[2].stop();
     wait_up(&client, &gateway, addrs[2], 0.0).await;
@@ -388,17 +354,11 @@ async fn killing_one_of_three_backends_under_load_costs_clients_no_error() {
         None,
         "ramp over"
     );
-    let _ = stop.send(true);
-    let mut answered = 0;
-    for task in load {
-        let statuses = task.await.expect("load task");
-        assert!(
-            statuses.iter().all(|&s| s == 200),
-            "a client saw an error: {statuses:?}"
-        );
-        answered += statuses.len();
-    }
-    assert!(answered > 100, "the load ran: {answered} requests");
+    let statuses = load.stop(100).await;
+    assert!(
+        statuses.iter().all(|&s| s == 200),
+        "a client saw an error: {statuses:?}"
+    );
     assert_eq!(
         served_by(&client, &gateway, 12).await.len(),
         3,

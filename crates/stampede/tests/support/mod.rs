@@ -891,6 +891,77 @@ pub(crate) async fn get(client: &HttpClient, url: &str) -> Reply {
     get_with(client, url, &[]).await
 }
 
+/// The backends (by the names they answer with) that served `n` requests
+/// for `/` through `gateway`; every answer must be a `200`.
+pub(crate) async fn served_by(
+    client: &HttpClient,
+    gateway: &Gateway,
+    n: usize,
+) -> std::collections::BTreeSet<String> {
+    served_by_each(client, gateway, n)
+        .await
+        .into_keys()
+        .collect()
+}
+
+/// How many of `n` requests for `/` each backend answered; every answer
+/// must be a `200`.
+pub(crate) async fn served_by_each(
+    client: &HttpClient,
+    gateway: &Gateway,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let reply = get(client, &gateway.url("/")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        *counts.entry(reply.text()).or_default() += 1;
+    }
+    counts
+}
+
+/// `clients` loops of `GET url`, one after another on each, until
+/// [`SteadyLoad::stop`]: steady traffic to break something under.
+pub(crate) struct SteadyLoad {
+    stop: watch::Sender<bool>,
+    loops: Vec<tokio::task::JoinHandle<Vec<u16>>>,
+}
+
+impl SteadyLoad {
+    pub(crate) fn start(client: &HttpClient, url: &str, clients: usize) -> SteadyLoad {
+        let (stop, stopped) = watch::channel(false);
+        let loops = (0..clients)
+            .map(|_| {
+                let (client, url, stopped) = (client.clone(), url.to_owned(), stopped.clone());
+                tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    while !*stopped.borrow() {
+                        statuses.push(get(&client, &url).await.status.as_u16());
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        SteadyLoad { stop, loops }
+    }
+
+    /// Stops the loops; every status they saw, asserting that more than
+    /// `at_least` requests were made.
+    pub(crate) async fn stop(self, at_least: usize) -> Vec<u16> {
+        let _ = self.stop.send(true);
+        let mut statuses = Vec::new();
+        for each in self.loops {
+            statuses.extend(each.await.expect("load loop"));
+        }
+        assert!(
+            statuses.len() > at_least,
+            "the load ran: {} requests",
+            statuses.len()
+        );
+        statuses
+    }
+}
+
 /// `GET url` with these request headers.
 pub(crate) async fn get_with(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Reply {
     let mut req = get_req(url);
