@@ -103,23 +103,49 @@ fn worker(plan: &Plan) -> Spec {
     }
 }
 
-fn gateway(plan: &Plan, shops: &[SocketAddr]) -> Spec {
-    let listen = format!("127.0.0.1:{}", plan.port);
-    let mut args = strings(&["gateway", "--listen", &listen]);
-    for shop in shops {
-        args.extend(strings(&["--backend", &shop.to_string()]));
-    }
-    args.extend(strings(&[
-        "--strategy",
-        "least-conn",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]));
-    Spec {
+/// The gateway, from a file written into the data directory on every
+/// start (the shop nodes' ports change): a user who wants to see or tune
+/// what `up` runs reads it there.
+fn gateway(plan: &Plan, shops: &[SocketAddr]) -> Result<Spec, UpError> {
+    let path = plan.data_dir.join("gateway.toml");
+    std::fs::write(&path, gateway_toml(plan.port, shops)).map_err(|source| UpError::DataDir {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Spec {
         name: "gateway".to_owned(),
-        args,
+        args: vec![
+            "gateway".to_owned(),
+            "--config".to_owned(),
+            path.display().to_string(),
+        ],
         admin_token: None,
-    }
+    })
+}
+
+/// The gateway's configuration: least-conn over the shop nodes; a node
+/// that cannot reach its store (`/readyz` fails) is taken out and eased
+/// back in; a request whose connection to a node failed goes to another.
+/// No passive ejection: a node shedding load answers `503 overloaded`, and
+/// ejecting it would pile its share onto the others.
+fn gateway_toml(port: u16, shops: &[SocketAddr]) -> String {
+    let backends: Vec<String> = shops.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "# Written by `stampede up` on every start; changes here are overwritten.\n\
+         listen = \"127.0.0.1:{port}\"\n\
+         admin_listen = \"127.0.0.1:0\"\n\
+         routes = [{{ pool = \"shop\" }}]\n\n\
+         [pools.shop]\n\
+         strategy = \"least-conn\"\n\
+         slow_start = \"10s\"\n\
+         backends = [{}]\n\n\
+         [pools.shop.health_check]\n\
+         path = \"/readyz\"\n\
+         interval = \"1s\"\n\n\
+         [pools.shop.retries]\n\
+         max = 1\n",
+        backends.join(", ")
+    )
 }
 
 /// Starts every shop at once, then learns their addresses.
@@ -143,7 +169,7 @@ async fn start_gateway(
     plan: &Plan,
     shops: &[SocketAddr],
 ) -> Result<Started, UpError> {
-    let id = sup.start(&gateway(plan, shops))?;
+    let id = sup.start(&gateway(plan, shops)?)?;
     let [gateway, metrics] = sup
         .child(id)
         .wait_ready([LISTENING, ADMIN], plan.startup_timeout)
@@ -199,14 +225,28 @@ mod tests {
             worker.args.join(" "),
             "worker --database-url sqlite:///d/stampede.db --name worker"
         );
+    }
+
+    #[test]
+    fn the_gateway_runs_from_a_valid_file_over_the_shop_nodes() {
+        let dir = crate::files::tests::TempDir::new();
+        let plan = Plan {
+            data_dir: dir.0.clone(),
+            ..plan()
+        };
         let addrs: Vec<SocketAddr> = vec![([127, 0, 0, 1], 1).into(), ([127, 0, 0, 1], 2).into()];
-        let gateway = gateway(&plan, &addrs);
-        assert_eq!(gateway.admin_token, None);
+        let gateway = gateway(&plan, &addrs).expect("written");
+        let file = dir.0.join("gateway.toml");
         assert_eq!(
-            gateway.args.join(" "),
-            "gateway --listen 127.0.0.1:0 --backend 127.0.0.1:1 --backend 127.0.0.1:2 \
-             --strategy least-conn --admin-listen 127.0.0.1:0"
+            gateway.args,
+            ["gateway", "--config", &file.display().to_string()]
         );
+        let config = stampede_gateway::Config::from_file(&file).expect("a valid gateway file");
+        let pool = &config.pools["shop"];
+        let backends: Vec<SocketAddr> = pool.backends.iter().map(|b| b.address).collect();
+        assert_eq!(backends, addrs);
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+        assert!(pool.health_check.is_some() && pool.retries.is_some());
     }
 
     #[test]

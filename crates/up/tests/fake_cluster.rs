@@ -122,12 +122,15 @@ async fn the_gateway_fronts_every_shop_and_its_failure_is_named() {
         "{message}"
     );
     assert!(message.contains("Address already in use"), "{message}");
+    let file = sandbox.0.join("data").join("gateway.toml");
     assert_eq!(
         sandbox.note("gateway-args").as_deref().map(str::trim),
-        Some(
-            "gateway --listen 127.0.0.1:0 --backend 127.0.0.1:10001 --backend 127.0.0.1:10002 \
-             --strategy least-conn --admin-listen 127.0.0.1:0"
-        )
+        Some(format!("gateway --config {}", file.display()).as_str())
+    );
+    let config = std::fs::read_to_string(&file).expect("the gateway's file");
+    assert!(
+        config.contains(r#"backends = ["127.0.0.1:10001", "127.0.0.1:10002"]"#),
+        "{config}"
     );
 }
 
