@@ -41,7 +41,8 @@ pub(crate) enum BodyError {
 /// A client's request body on its way to a backend.
 #[derive(Debug)]
 pub(crate) struct RequestBody {
-    inner: Incoming,
+    /// `None` for a request without a body, which can then be sent again.
+    inner: Option<Incoming>,
     limit: u64,
     received: u64,
     stall: Duration,
@@ -52,10 +53,21 @@ pub(crate) struct RequestBody {
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, limit: u64, stall: Duration) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             limit,
             received: 0,
             stall,
+            timer: None,
+        }
+    }
+
+    /// No body at all.
+    pub(crate) fn empty() -> Self {
+        Self {
+            inner: None,
+            limit: 0,
+            received: 0,
+            stall: Duration::ZERO,
             timer: None,
         }
     }
@@ -70,7 +82,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
@@ -99,11 +114,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

@@ -50,6 +50,7 @@ use crate::fields::Fields;
 use crate::forwarded::{ForwardingCache, Peer};
 use crate::pool::Choice;
 use crate::proxy::{Proxy, request_id};
+use crate::retry::Tried;
 use crate::route::{Route, host_without_port};
 use crate::telemetry::RequestMetrics;
 
@@ -678,36 +679,6 @@ struct Target<'r> {
     tried: Tried,
 }
 
-/// The backends one request has tried, on the stack: every request has
-/// one, and the fast path allocates nothing per request it need not.
-#[derive(Debug, Clone, Copy)]
-struct Tried {
-    list: [usize; MAX_TRIES],
-    len: usize,
-}
-
-/// The first try and the most retries a pool may configure.
-const MAX_TRIES: usize = 1 + crate::config::MAX_RETRIES as usize;
-
-impl Tried {
-    fn first(index: usize) -> Self {
-        let mut list = [0; MAX_TRIES];
-        list[0] = index;
-        Self { list, len: 1 }
-    }
-
-    fn as_slice(&self) -> &[usize] {
-        &self.list[..self.len]
-    }
-
-    fn push(&mut self, index: usize) {
-        if self.len < MAX_TRIES {
-            self.list[self.len] = index;
-            self.len += 1;
-        }
-    }
-}
-
 impl<'r> Target<'r> {
     fn new(route: &'r Route, req: &Prepared, started: Instant) -> Self {
         let pool = &route.pool;
@@ -729,23 +700,13 @@ impl<'r> Target<'r> {
     /// budget allows (see the `retry` module).
     fn retry_elsewhere(&mut self) -> bool {
         let pool = &self.route.pool;
-        let Some(retries) = &pool.retries else {
+        let Some(choice) = pool.retry(&mut self.tried) else {
             return false;
         };
-        if self.tried.len > retries.max as usize {
-            return false;
-        }
-        let Some(choice) = pool.alternative(self.tried.as_slice()) else {
-            return false;
-        };
-        if !retries.withdraw() {
-            return false;
-        }
         self.slot.1 = choice.index;
         self.backend = &pool.backends[choice.index];
         self.metrics = &pool.metrics[choice.index].requests;
         self.set_cookie = choice.set_cookie;
-        self.tried.push(choice.index);
         true
     }
 

@@ -30,7 +30,7 @@ use stampede_balance::{Backend, Out, Pick, Strategy};
 use crate::config::{BackendConfig, HashOn, HealthCheckConfig, PoolConfig};
 use crate::ejection::Ejection;
 use crate::fields::Fields;
-use crate::retry::Retries;
+use crate::retry::{Retries, Tried};
 use crate::telemetry::{BackendMetrics, RequestMetrics};
 
 /// One pool, shared by every worker thread.
@@ -155,6 +155,22 @@ impl Pool {
         if let Some(ejection) = &self.ejection {
             ejection.observe(self, index, failed);
         }
+    }
+
+    /// The backend for a retry of a request that `tried` these, noted in
+    /// `tried`: if the pool retries, the request has retries left, another
+    /// backend is available and the budget allows (see the `retry` module).
+    pub(crate) fn retry(&self, tried: &mut Tried) -> Option<Choice> {
+        let retries = self.retries.as_ref()?;
+        if tried.as_slice().len() > retries.max as usize {
+            return None;
+        }
+        let choice = self.alternative(tried.as_slice())?;
+        if !retries.withdraw() {
+            return None;
+        }
+        tried.push(choice.index);
+        Some(choice)
     }
 
     /// Another backend for a retry: the next available primary after the

@@ -24,8 +24,9 @@ use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderName, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use http::{HeaderName, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Incoming};
+use stampede_balance::InFlight;
 
 use crate::Shared;
 use crate::body::{BodyError, Exchange, RequestBody, ResponseBody};
@@ -33,7 +34,8 @@ use crate::error::GatewayError;
 use crate::fields::Fields;
 use crate::forwarded::{Forwarding, Peer, strip_hop_by_hop};
 use crate::h1::IdleConnections;
-use crate::pool::Pool;
+use crate::pool::{Choice, Pool};
+use crate::retry::Tried;
 use crate::route::{Route, host_without_port};
 use crate::telemetry::RequestMetrics;
 use crate::upgrade;
@@ -131,10 +133,9 @@ impl Proxy {
             .choose(client_ip, req.uri().path(), req.headers())
             .ok_or_else(|| fail(GatewayError::NoBackend))?;
         let admitted = route.admit().await.map_err(fail)?;
-        let backend = &pool.backends[choice.index];
-        let metrics = &pool.metrics[choice.index].requests;
-        let in_flight = backend.start();
-        let fail = |error| Failure::in_pool(error, pool, metrics);
+        if let Some(retries) = &pool.retries {
+            retries.deposit();
+        }
 
         let mut req = req;
         let upgrade = upgrade::requested(req.headers()).then(|| hyper::upgrade::on(&mut req));
@@ -166,29 +167,23 @@ impl Proxy {
         } else {
             Version::HTTP_11
         };
-        let body = RequestBody::new(body, limits.max_body_bytes, limits.body_timeout);
-        let upstream_req = Request::from_parts(parts, body);
-
+        // Without a body the request can be sent again as it is.
+        let replay = (pool.retries.is_some() && body.is_end_stream()).then(|| Replay::of(&parts));
+        let body = match replay {
+            Some(_) => RequestBody::empty(),
+            None => RequestBody::new(body, limits.max_body_bytes, limits.body_timeout),
+        };
         let deadline = route
             .total_timeout
             .map(|t| tokio::time::Instant::from_std(started) + t);
-        let first_byte = match deadline {
-            Some(deadline) => deadline.min(tokio::time::Instant::now() + route.first_byte_timeout),
-            None => tokio::time::Instant::now() + route.first_byte_timeout,
-        };
-        let sent_at = Instant::now();
-        let response =
-            tokio::time::timeout_at(first_byte, self.clients[route_index].request(upstream_req))
-                .await
-                .map_err(|_| GatewayError::Timeout)
-                .and_then(|answer| answer.map_err(|e| classify(&e, route, backend.addr)));
-        let failed = match &response {
-            Ok(answer) => answer.status().is_server_error(),
-            Err(error) => error.is_backends_fault(),
-        };
-        pool.observe(choice.index, failed);
-        let response = response.map_err(fail)?;
-        backend.load.observe_latency(sent_at.elapsed());
+        let first = Request::from_parts(parts, body);
+        let (response, choice, in_flight) = self
+            .send(route_index, first, replay, choice, deadline)
+            .await
+            .map_err(|(error, index)| {
+                Failure::in_pool(error, pool, &pool.metrics[index].requests)
+            })?;
+        let metrics = &pool.metrics[choice.index].requests;
 
         let mut response = response;
         let exchange = Exchange::new(
@@ -216,6 +211,93 @@ impl Proxy {
             parts,
             ResponseBody::upstream(body, deadline, exchange),
         ))
+    }
+
+    /// Sends `first` to the chosen backend and, when that fails where a
+    /// retry is safe, a `replay` of it to others (see the `retry` module).
+    /// The answer, with the choice that gave it and its in-flight mark; or
+    /// the last error, with the backend it came from.
+    async fn send(
+        &self,
+        route_index: usize,
+        first: Request<RequestBody>,
+        replay: Option<Replay>,
+        mut choice: Choice,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(Response<Incoming>, Choice, InFlight), (GatewayError, usize)> {
+        let route = &self.shared.router.routes()[route_index];
+        let pool = &route.pool;
+        let mut tried = Tried::first(choice.index);
+        let mut request = first;
+        loop {
+            let backend = &pool.backends[choice.index];
+            let in_flight = backend.start();
+            let first_byte = tokio::time::Instant::now() + route.first_byte_timeout;
+            let first_byte = deadline.map_or(first_byte, |d| d.min(first_byte));
+            let sent_at = Instant::now();
+            let answer =
+                tokio::time::timeout_at(first_byte, self.clients[route_index].request(request))
+                    .await
+                    .map_err(|_| (GatewayError::Timeout, false))
+                    .and_then(|answer| {
+                        answer.map_err(|e| (classify(&e, route, backend.addr), e.is_connect()))
+                    });
+            let (error, unsent) = match answer {
+                Ok(answer) => {
+                    pool.observe(choice.index, answer.status().is_server_error());
+                    backend.load.observe_latency(sent_at.elapsed());
+                    return Ok((answer, choice, in_flight));
+                }
+                Err(failed) => failed,
+            };
+            pool.observe(choice.index, error.is_backends_fault());
+            // Unsent, any request may go elsewhere; unanswered, only one
+            // that does no harm twice.
+            let again = replay
+                .as_ref()
+                .filter(|r| error.is_backends_fault() && (unsent || r.idempotent));
+            let Some((replay, next)) = again.and_then(|r| Some((r, pool.retry(&mut tried)?)))
+            else {
+                return Err((error, choice.index));
+            };
+            request = replay.to(&pool.authorities[next.index]);
+            choice = next;
+        }
+    }
+}
+
+/// A request without a body, kept to be sent again to another backend.
+#[derive(Debug)]
+struct Replay {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: http::HeaderMap,
+    /// Sending it twice does no harm: an idempotent method, or an
+    /// `Idempotency-Key`.
+    idempotent: bool,
+}
+
+impl Replay {
+    fn of(parts: &http::request::Parts) -> Self {
+        Self {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            idempotent: parts.method.is_idempotent()
+                || parts.headers.contains_key("idempotency-key"),
+        }
+    }
+
+    /// The request again, addressed to `backend`.
+    fn to(&self, backend: &Authority) -> Request<RequestBody> {
+        let mut request = Request::new(RequestBody::empty());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = upstream_uri(backend, &self.uri).unwrap_or_else(|_| self.uri.clone());
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
     }
 }
 

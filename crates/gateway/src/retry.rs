@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use metrics::Counter;
 
-use crate::config::RetryConfig;
+use crate::config::{MAX_RETRIES, RetryConfig};
 
 /// Thousandths of a token: the bucket's unit, so ratios add up exactly.
 const MILLI: i64 = 1000;
@@ -99,6 +99,36 @@ impl Retries {
                 self.balance_milli
                     .fetch_min(self.cap_milli, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+/// The backends one request has tried, on the stack: every request has
+/// one, and the fast path allocates nothing per request it need not.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tried {
+    list: [usize; MAX_TRIES],
+    len: usize,
+}
+
+/// The first try and the most retries a pool may configure.
+const MAX_TRIES: usize = 1 + MAX_RETRIES as usize;
+
+impl Tried {
+    pub(crate) fn first(index: usize) -> Self {
+        let mut list = [0; MAX_TRIES];
+        list[0] = index;
+        Self { list, len: 1 }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[usize] {
+        &self.list[..self.len]
+    }
+
+    pub(crate) fn push(&mut self, index: usize) {
+        if self.len < MAX_TRIES {
+            self.list[self.len] = index;
+            self.len += 1;
         }
     }
 }

@@ -19,8 +19,8 @@ use http_body_util::Full;
 use hyper::Request;
 use serde_json::Value;
 use support::{
-    Backend, Gateway, HttpClient, SteadyLoad, client, get, send, served_by, served_by_each,
-    unused_addr, within,
+    Backend, Gateway, HttpClient, SteadyLoad, client, get, h2_client, send, served_by,
+    served_by_each, unused_addr, within,
 };
 
 /// Checks every 100 ms, 2 results in a row change a backend's state.
@@ -267,6 +267,37 @@ async fn requests_to_a_dead_backend_are_retried_on_a_live_one() {
         (5.0..=7.0).contains(&retried),
         "about one retry per two requests: {retried}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_without_a_body_are_retried_on_a_live_backend_too() {
+    let a = Backend::start("a").await;
+    let dead = unused_addr();
+    let gateway = Gateway::with_config(&retrying(&[a.addr, dead], "max = 1")).await;
+    // HTTP/2 clients are served through hyper, not the fast path.
+    let h2 = h2_client();
+    for _ in 0..6 {
+        let reply = get(&h2, &gateway.url("/")).await;
+        assert_eq!((reply.status.as_u16(), reply.text()), (200, "a".to_owned()));
+    }
+    // A body is streamed to the first backend as it arrives, so it cannot
+    // be sent again: a POST that met the dead backend is answered 502.
+    let statuses: Vec<u16> = posts_with_a_body(&h2, &gateway, 4).await;
+    assert!(statuses.contains(&502), "{statuses:?}");
+    let retried = counter(&client(), &gateway, "stampede_gateway_retries_total").await;
+    assert!((2.0..=4.0).contains(&retried), "{retried}");
+}
+
+/// The statuses of `n` POSTs with a body, one after another.
+async fn posts_with_a_body(client: &HttpClient, gateway: &Gateway, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        let post = Request::post(gateway.url("/count"))
+            .body(Full::new(Bytes::from_static(b"12345")))
+            .expect("request");
+        statuses.push(send(client, post).await.status.as_u16());
+    }
+    statuses
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
