@@ -1,0 +1,68 @@
+//! Admission control, end to end: a route's concurrency limit and its
+//! short queue hold a burst at the limit, and what is beyond them is told to
+//! come back (`503 overloaded` with `Retry-After`) without reaching a
+//! backend.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Backend, Gateway, client, get};
+
+/// A gateway whose one route admits `limit` requests at once and queues
+/// `queue` more, in front of `backend`.
+async fn limited(backend: &Backend, limit: usize, queue: usize) -> Gateway {
+    Gateway::with_config(&format!(
+        "listen = \"127.0.0.1:0\"\nworkers = 2\n\
+         routes = [{{ pool = \"web\", max_concurrency = {limit}, max_queue = {queue}, queue_timeout = \"5s\" }}]\n\
+         [pools.web]\nbackends = [\"{}\"]\n",
+        backend.addr
+    ))
+    .await
+}
+
+/// Sends `n` slow requests at once; their answers.
+async fn burst(gateway: &Gateway, n: usize) -> Vec<support::Reply> {
+    let client = client();
+    let requests: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url) = (client.clone(), gateway.url("/delay/300"));
+            tokio::spawn(async move { get(&client, &url).await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for request in requests {
+        replies.push(request.await.expect("request"));
+    }
+    replies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_its_concurrency_limit_a_route_answers_503_with_retry_after() {
+    let backend = Backend::start("b").await;
+    let gateway = limited(&backend, 2, 0).await;
+    let replies = burst(&gateway, 6).await;
+    let (ok, refused): (Vec<_>, Vec<_>) = replies.iter().partition(|r| r.status == 200);
+    assert_eq!((ok.len(), refused.len()), (2, 4));
+    for reply in refused {
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.headers["retry-after"], "1");
+        assert_eq!(reply.json()["error"], "overloaded", "{}", reply.text());
+    }
+    assert_eq!(backend.hits(), 2, "the backend saw only what was admitted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_holds_the_burst_at_the_limit_and_serves_it_in_turn() {
+    let backend = Backend::start("b").await;
+    let gateway = limited(&backend, 2, 4).await;
+    let started = std::time::Instant::now();
+    let replies = burst(&gateway, 6).await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    // Six 300 ms requests, two at a time: three rounds.
+    assert!(
+        started.elapsed() >= Duration::from_millis(850),
+        "{:?}",
+        started.elapsed()
+    );
+}
