@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Backend, Gateway, client, get};
+use support::{Backend, Gateway, HttpClient, client, get, h2_client};
 
 /// A gateway whose one route admits `limit` requests at once and queues
 /// `queue` more, in front of `backend`.
@@ -23,7 +23,11 @@ async fn limited(backend: &Backend, limit: usize, queue: usize) -> Gateway {
 
 /// Sends `n` slow requests at once; their answers.
 async fn burst(gateway: &Gateway, n: usize) -> Vec<support::Reply> {
-    let client = client();
+    burst_over(&client(), gateway, n).await
+}
+
+/// Sends `n` slow requests at once through `client`; their answers.
+async fn burst_over(client: &HttpClient, gateway: &Gateway, n: usize) -> Vec<support::Reply> {
     let requests: Vec<_> = (0..n)
         .map(|_| {
             let (client, url) = (client.clone(), gateway.url("/delay/300"));
@@ -64,5 +68,26 @@ async fn a_queue_holds_the_burst_at_the_limit_and_serves_it_in_turn() {
         started.elapsed() >= Duration::from_millis(850),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_control_holds_the_backends_concurrency_at_the_limit_under_a_burst() {
+    let backend = Backend::start("b").await;
+    let gateway = limited(&backend, 3, 32).await;
+    // Half over HTTP/1.1 (the fast path), half over h2c (hyper): one limit.
+    let (h1_client, h2_client) = (client(), h2_client());
+    let (h1, h2) = tokio::join!(
+        burst_over(&h1_client, &gateway, 12),
+        burst_over(&h2_client, &gateway, 12)
+    );
+    for reply in h1.iter().chain(&h2) {
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(backend.hits(), 24);
+    assert_eq!(
+        backend.peak_concurrency(),
+        3,
+        "the backend never had more than the limit at once"
     );
 }
