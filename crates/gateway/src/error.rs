@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::body::{Exchange, ResponseBody};
@@ -59,8 +59,8 @@ pub(crate) enum GatewayError {
 
 impl GatewayError {
     /// Seconds the client should wait before trying again, where known.
-    pub(crate) fn retry_after(&self) -> Option<&'static str> {
-        matches!(self, Self::Overloaded).then_some("1")
+    fn retry_after(&self) -> Option<u64> {
+        matches!(self, Self::Overloaded).then_some(1)
     }
 
     /// Whether the backend is to blame (it refused, broke off, answered
@@ -91,14 +91,9 @@ impl GatewayError {
         }
     }
 
-    /// The status code the client gets.
-    pub(crate) fn status(&self) -> StatusCode {
-        self.status_and_code().0
-    }
-
-    /// The JSON body the client gets (logging server-side failures, never
-    /// the client's own mistakes).
-    pub(crate) fn body(&self, pool: Option<&str>) -> String {
+    /// The answer to the client, naming the pool when one was chosen
+    /// (logging server-side failures, never the client's own mistakes).
+    pub(crate) fn answer(self, pool: Option<&str>) -> Answer {
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
             tracing::warn!(pool, error = %self, "Answered {status}.");
@@ -109,33 +104,50 @@ impl GatewayError {
         };
         let mut body = error_body(code, &message, pool);
         body.push('\n');
-        body
+        let fields = self
+            .retry_after()
+            .map(|seconds| (RETRY_AFTER, HeaderValue::from(seconds)))
+            .into_iter()
+            .collect();
+        Answer {
+            status,
+            content_type: "application/json",
+            body,
+            fields,
+        }
     }
 
-    /// The answer to the client, counted in `metrics` when a pool was
-    /// known (under the backend that failed, or "none").
+    /// The answer as a hyper response, counted in `metrics` when a pool
+    /// was known (under the backend that failed, or "none").
     pub(crate) fn into_response(
         self,
         pool: Option<(&str, Arc<RequestMetrics>)>,
         started: Instant,
     ) -> Response<ResponseBody> {
-        let status = self.status();
-        let retry_after = self.retry_after();
-        let body = self.body(pool.as_ref().map(|(name, _)| *name));
+        let answer = self.answer(pool.as_ref().map(|(name, _)| *name));
         let exchange =
-            pool.map(|(_, metrics)| Exchange::new(metrics, status.as_u16(), started, None));
-        let mut response = Response::new(ResponseBody::full(body, exchange));
-        *response.status_mut() = status;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+            pool.map(|(_, metrics)| Exchange::new(metrics, answer.status.as_u16(), started, None));
+        let mut response = Response::new(ResponseBody::full(answer.body, exchange));
+        *response.status_mut() = answer.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+        for (name, value) in answer.fields {
+            headers.append(name, value);
         }
         response
     }
+}
+
+/// An answer the gateway writes itself, built once for both paths (the
+/// fast path writes it as bytes, hyper as a `Response`).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: String,
+    /// The fields besides `Content-Type` and `Content-Length`, such as
+    /// `Retry-After`.
+    pub(crate) fields: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// The contract's error object, with the pool when known.

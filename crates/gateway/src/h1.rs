@@ -626,9 +626,9 @@ impl Exchanging<'_> {
     /// request was read completely.
     async fn answer(&mut self, refusal: Refusal, started: Instant) -> Next {
         use tokio::io::AsyncWriteExt;
-        let status = refusal.error.status();
         let pool = refusal.counted_in.as_ref().map(|(pool, _)| &**pool);
-        let body = refusal.error.body(pool);
+        let answer = refusal.error.answer(pool);
+        let status = answer.status;
         let end = Instant::now();
         if let Some((_, metrics)) = refusal.counted_in {
             Exchange::new(metrics, status.as_u16(), started, None).finish(end);
@@ -641,17 +641,21 @@ impl Exchanging<'_> {
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
         );
-        head::write_field(out, "content-type", b"application/json");
-        head::write_field(out, "content-length", body.len().to_string().as_bytes());
+        head::write_field(out, "content-type", answer.content_type.as_bytes());
+        head::write_field(
+            out,
+            "content-length",
+            answer.body.len().to_string().as_bytes(),
+        );
         head::write_header_value(out, "x-request-id", &refusal.request_id);
-        if let Some(seconds) = refusal.error.retry_after() {
-            head::write_field(out, "retry-after", seconds.as_bytes());
+        for (name, value) in &answer.fields {
+            head::write_header_value(out, name.as_str(), value);
         }
         if refusal.close {
             head::write_field(out, "connection", b"close");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(answer.body.as_bytes());
         if self.client.write_all(out).await.is_err() || refusal.close {
             return Next::Close;
         }
