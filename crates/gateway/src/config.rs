@@ -264,6 +264,31 @@ pub struct RouteConfig {
     pub queue_timeout: Duration,
 }
 
+/// The keys of a route that its admission control is built from (see the
+/// gateway's `admission` module), gathered in one value that compares with
+/// `==`, so that a reload can tell whether a route's admission state (the
+/// places taken, the queue) may carry over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionConfig {
+    /// `max_concurrency`.
+    pub max_concurrency: usize,
+    /// `max_queue`.
+    pub max_queue: usize,
+    /// `queue_timeout`.
+    pub queue_timeout: Duration,
+}
+
+impl RouteConfig {
+    /// The route's admission keys; `None` when it has no admission control.
+    pub fn admission(&self) -> Option<AdmissionConfig> {
+        Some(AdmissionConfig {
+            max_concurrency: self.max_concurrency?,
+            max_queue: self.max_queue,
+            queue_timeout: self.queue_timeout,
+        })
+    }
+}
+
 mod defaults {
     use std::net::SocketAddr;
     use std::time::Duration;

@@ -20,6 +20,7 @@
 //!   rest; `upstream` holds its pooled client.
 //! - `fields`: one read-only header view for both paths.
 //! - `route`: Host and path-prefix routing to pools.
+//! - `admission`: what a route lets through when a crowd arrives.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live
 //!   in the `stampede-balance` crate).
 //! - `forwarded`: client address, `X-Forwarded-*`/`Forwarded`, hop-by-hop headers.
@@ -30,6 +31,7 @@
 use std::sync::Arc;
 
 mod admin;
+mod admission;
 mod body;
 pub mod config;
 mod connection;

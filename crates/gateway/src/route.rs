@@ -6,11 +6,9 @@
 //! `/apiary`: the surprise nginx's plain prefix `location` gives.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
+use crate::admission::{Admission, Admitted};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::pool::Pool;
@@ -24,22 +22,9 @@ pub(crate) struct Route {
     pub(crate) connect_timeout: Duration,
     pub(crate) first_byte_timeout: Duration,
     pub(crate) total_timeout: Option<Duration>,
-    admission: Option<Admission>,
+    /// Admission control, when the route has any (see `admission`).
+    admission: Option<Arc<Admission>>,
 }
-
-/// A route's concurrency limit and its short queue: admission control, so
-/// that a crowd bigger than the backends can serve waits briefly or is
-/// told to come back, instead of piling onto the backends.
-#[derive(Debug)]
-struct Admission {
-    places: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    max_queue: usize,
-    queue_timeout: Duration,
-}
-
-/// A place under a route's limit, given back when dropped.
-pub(crate) type Admitted = Option<OwnedSemaphorePermit>;
 
 impl Route {
     pub(crate) fn new(config: &RouteConfig, pool: Arc<Pool>) -> Self {
@@ -50,35 +35,18 @@ impl Route {
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
             total_timeout: config.total_timeout,
-            admission: config.max_concurrency.map(|limit| Admission {
-                places: Arc::new(Semaphore::new(limit)),
-                waiting: AtomicUsize::new(0),
-                max_queue: config.max_queue,
-                queue_timeout: config.queue_timeout,
-            }),
+            admission: config
+                .admission()
+                .map(|admission| Arc::new(Admission::new(admission))),
         }
     }
 
     /// A place for one request under the route's limit (`None` when it has
-    /// none), waiting in the queue if there is room in it; `Overloaded`
-    /// when there is not, or the wait ran out.
+    /// none); see [`Admission::admit`].
     pub(crate) async fn admit(&self) -> Result<Admitted, GatewayError> {
-        let Some(admission) = &self.admission else {
-            return Ok(None);
-        };
-        if let Ok(place) = Arc::clone(&admission.places).try_acquire_owned() {
-            return Ok(Some(place));
-        }
-        if admission.waiting.fetch_add(1, Ordering::Relaxed) >= admission.max_queue {
-            admission.waiting.fetch_sub(1, Ordering::Relaxed);
-            return Err(GatewayError::Overloaded);
-        }
-        let place = Arc::clone(&admission.places).acquire_owned();
-        let waited = tokio::time::timeout(admission.queue_timeout, place).await;
-        admission.waiting.fetch_sub(1, Ordering::Relaxed);
-        match waited {
-            Ok(Ok(place)) => Ok(Some(place)),
-            _ => Err(GatewayError::Overloaded),
+        match &self.admission {
+            Some(admission) => admission.admit().await,
+            None => Ok(None),
         }
     }
 
