@@ -50,16 +50,35 @@ impl Admission {
         if let Ok(place) = Arc::clone(&self.places).try_acquire_owned() {
             return Ok(Some(place));
         }
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.config.max_queue {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        let Some(_in_queue) = InQueue::join(&self.queued, self.config.max_queue) else {
             return Err(GatewayError::Overloaded);
-        }
+        };
         let place = Arc::clone(&self.places).acquire_owned();
-        let waited = tokio::time::timeout(self.config.queue_timeout, place).await;
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-        match waited {
+        match tokio::time::timeout(self.config.queue_timeout, place).await {
             Ok(Ok(place)) => Ok(Some(place)),
             _ => Err(GatewayError::Overloaded),
         }
+    }
+}
+
+/// A request's spot in a route's queue, left when dropped: when it gets a
+/// place, when its wait runs out, and when the request itself is dropped
+/// mid-wait (its client went away), which would otherwise leave the spot
+/// taken for good.
+struct InQueue<'a>(&'a AtomicUsize);
+
+impl<'a> InQueue<'a> {
+    /// Joins a queue of `queued` requests if it has fewer than `max`.
+    fn join(queued: &'a AtomicUsize, max: usize) -> Option<Self> {
+        let ahead = queued.fetch_add(1, Ordering::Relaxed);
+        // Left again on drop, at once when the queue was full.
+        let spot = Self(queued);
+        (ahead < max).then_some(spot)
+    }
+}
+
+impl Drop for InQueue<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Backend, Gateway, HttpClient, client, get, h2_client};
+use support::{Backend, Behaviour, Gateway, HttpClient, client, get, h2_client};
 
 /// A gateway whose one route admits `limit` requests at once and queues
 /// `queue` more, in front of `backend`.
@@ -90,4 +90,31 @@ async fn admission_control_holds_the_backends_concurrency_at_the_limit_under_a_b
         3,
         "the backend never had more than the limit at once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_leaves_the_queue_gives_its_spot_back() {
+    let backend = Backend::start_with("b", Behaviour::holding()).await;
+    let gateway = limited(&backend, 1, 1).await;
+    // h2c, so that the hyper path serves it and a client that gives up
+    // cancels its request (RST_STREAM) rather than closing a connection.
+    let client = h2_client();
+    let request = |client: &HttpClient| {
+        let (client, url) = (client.clone(), gateway.url("/"));
+        tokio::spawn(async move { get(&client, &url).await })
+    };
+    let first = request(&client);
+    backend.wait_hits(1, Duration::from_secs(5)).await;
+    let gives_up = request(&client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gives_up.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The queue's one spot is free again: the next request waits in it.
+    let queued = request(&client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    backend.release();
+    for reply in [first, queued] {
+        let reply = reply.await.expect("request");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
 }
