@@ -262,6 +262,50 @@ pub struct RouteConfig {
     /// The longest a request waits in that queue.
     #[serde(default = "defaults::queue_timeout", deserialize_with = "de::duration")]
     pub queue_timeout: Duration,
+    /// A token bucket for the route's requests, or for each client's;
+    /// beyond it `429 rate_limited` with `Retry-After`. None: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `routes[N].rate_limit`: a token bucket (see the gateway's
+/// `admission::rate` module).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second, sustained.
+    pub rate: f64,
+    /// Requests that may come at once after a quiet spell (the bucket's
+    /// size); absent: one second's worth, `rate` rounded up.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Whose requests share a bucket: the whole route's, or each client
+    /// address's.
+    #[serde(default)]
+    pub per: RateKey,
+    /// With `per = "client_ip"`, the most client buckets kept; beyond, the
+    /// least used are forgotten (and their clients start afresh).
+    #[serde(default = "defaults::max_clients")]
+    pub max_clients: u64,
+}
+
+impl RateLimitConfig {
+    /// The bucket's size: `burst`, or one second's worth.
+    pub fn burst(&self) -> u32 {
+        self.burst
+            .unwrap_or_else(|| (self.rate.ceil() as u32).max(1))
+    }
+}
+
+/// What a rate limit counts requests by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKey {
+    /// One bucket for the whole route.
+    #[default]
+    Route,
+    /// One bucket per client address, after trusted-proxy resolution.
+    ClientIp,
 }
 
 /// The keys of a route that its admission control is built from (see the
@@ -271,20 +315,23 @@ pub struct RouteConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdmissionConfig {
     /// `max_concurrency`.
-    pub max_concurrency: usize,
+    pub max_concurrency: Option<usize>,
     /// `max_queue`.
     pub max_queue: usize,
     /// `queue_timeout`.
     pub queue_timeout: Duration,
+    /// `rate_limit`.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl RouteConfig {
     /// The route's admission keys; `None` when it has no admission control.
     pub fn admission(&self) -> Option<AdmissionConfig> {
-        Some(AdmissionConfig {
-            max_concurrency: self.max_concurrency?,
+        (self.max_concurrency.is_some() || self.rate_limit.is_some()).then(|| AdmissionConfig {
+            max_concurrency: self.max_concurrency,
             max_queue: self.max_queue,
             queue_timeout: self.queue_timeout,
+            rate_limit: self.rate_limit.clone(),
         })
     }
 }
@@ -345,6 +392,9 @@ mod defaults {
     }
     pub(super) fn budget_floor() -> u32 {
         10
+    }
+    pub(super) fn max_clients() -> u64 {
+        100_000
     }
     pub(super) fn queue_timeout() -> Duration {
         Duration::from_secs(1)
@@ -503,6 +553,11 @@ impl Config {
                     "must be at least 1 (leave it out for no limit)".into(),
                 ));
             }
+            if let Some(rate_limit) = &route.rate_limit {
+                rate_limit
+                    .validate()
+                    .map_err(|(key, problem)| (format!("routes[{i}].rate_limit.{key}"), problem))?;
+            }
             if !route.path_prefix.starts_with('/') {
                 return Err((
                     format!("routes[{i}].path_prefix"),
@@ -517,6 +572,27 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+}
+
+impl RateLimitConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err((
+                "rate".into(),
+                format!(
+                    "must be requests per second, more than 0, not {}",
+                    self.rate
+                ),
+            ));
+        }
+        if self.burst == Some(0) {
+            return Err(("burst".into(), "must be at least 1".into()));
+        }
+        if self.max_clients == 0 {
+            return Err(("max_clients".into(), "must be at least 1".into()));
+        }
+        Ok(())
     }
 }
 

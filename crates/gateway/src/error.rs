@@ -41,6 +41,12 @@ pub(crate) enum GatewayError {
     /// The route's concurrency limit and queue are full.
     #[error("the route is at its concurrency limit; retry shortly")]
     Overloaded,
+    /// The route's rate limit (or the client's share of it) is used up.
+    #[error("too many requests; retry in {retry_after} s")]
+    RateLimited {
+        /// Whole seconds until a request would be admitted.
+        retry_after: u64,
+    },
     /// The backend could not be reached or broke off.
     #[error("backend {backend} failed: {reason}")]
     Upstream {
@@ -60,7 +66,11 @@ pub(crate) enum GatewayError {
 impl GatewayError {
     /// Seconds the client should wait before trying again, where known.
     fn retry_after(&self) -> Option<u64> {
-        matches!(self, Self::Overloaded).then_some(1)
+        match self {
+            Self::Overloaded => Some(1),
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
     }
 
     /// Whether the backend is to blame (it refused, broke off, answered
@@ -84,6 +94,7 @@ impl GatewayError {
             Self::BodyStalled => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::NoBackend => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Upstream { .. } | Self::BadResponse(_) => {
                 (StatusCode::BAD_GATEWAY, "bad_gateway")
             }

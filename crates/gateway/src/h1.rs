@@ -266,10 +266,11 @@ impl Exchanging<'_> {
         let host_name = host
             .and_then(|h| std::str::from_utf8(h).ok())
             .map(host_without_port);
-        let Some(route) = shared.router.find(host_name, route_path) else {
+        let Some(route_index) = shared.router.find(host_name, route_path) else {
             return refuse(GatewayError::NoRoute, None, has_body);
         };
-        let pool = &shared.router.routes()[route].pool;
+        let route = &shared.router.routes()[route_index];
+        let pool = &route.pool;
         if pool.http2 {
             return Parsed::Handoff;
         }
@@ -281,6 +282,9 @@ impl Exchanging<'_> {
             }
         }
         let client_ip = shared.trusted.client_ip(peer, fields);
+        if let Err(error) = route.enter(client_ip) {
+            return refuse(error, in_pool(&pool.unassigned), has_body);
+        }
         let Some(choice) = pool.choose(client_ip, route_path, fields) else {
             return refuse(GatewayError::NoBackend, in_pool(&pool.unassigned), has_body);
         };
@@ -310,7 +314,7 @@ impl Exchanging<'_> {
                 method,
                 "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
             ) || fields.field("idempotency-key").is_some(),
-            route,
+            route: route_index,
             choice,
             request_id,
         })

@@ -127,6 +127,7 @@ impl Proxy {
 
         let trusted = &self.shared.trusted;
         let client_ip = trusted.client_ip(peer, req.headers());
+        route.enter(client_ip).map_err(fail)?;
         let choice = pool
             .choose(client_ip, req.uri().path(), req.headers())
             .ok_or_else(|| fail(GatewayError::NoBackend))?;

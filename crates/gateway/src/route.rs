@@ -5,6 +5,7 @@
 //! segment boundaries, so `/api` serves `/api` and `/api/orders` but not
 //! `/apiary`: the surprise nginx's plain prefix `location` gives.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,13 +32,22 @@ impl Route {
         Self {
             host: config.host.as_ref().map(|h| h.to_ascii_lowercase()),
             prefix: config.path_prefix.trim_end_matches('/').to_owned(),
-            pool,
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
             total_timeout: config.total_timeout,
             admission: config
                 .admission()
-                .map(|admission| Arc::new(Admission::new(admission))),
+                .map(|admission| Arc::new(Admission::new(admission, &pool.name))),
+            pool,
+        }
+    }
+
+    /// Lets a request from `client` in, or says why not (see
+    /// [`Admission::enter`]).
+    pub(crate) fn enter(&self, client: IpAddr) -> Result<(), GatewayError> {
+        match &self.admission {
+            Some(admission) => admission.enter(client),
+            None => Ok(()),
         }
     }
 

@@ -26,6 +26,10 @@ pub const BACKEND_UP: &str = "stampede_gateway_backend_up";
 pub const RETRIES: &str = "stampede_gateway_retries_total";
 /// Retries the retry budget refused, by `pool`.
 pub const RETRIES_REFUSED: &str = "stampede_gateway_retries_refused_total";
+/// Requests admission control answered itself, by `pool` and `reason`
+/// (`overloaded`: the concurrency limit and its queue were full;
+/// `rate_limited`: the rate limit's bucket was empty).
+pub const ADMISSION_REFUSED: &str = "stampede_gateway_admission_refused_total";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
 

@@ -1,13 +1,17 @@
 //! Admission control, end to end: a route's concurrency limit and its
 //! short queue hold a burst at the limit, and what is beyond them is told to
 //! come back (`503 overloaded` with `Retry-After`) without reaching a
-//! backend.
+//! backend; rate limits answer `429 rate_limited` beyond their bucket, per
+//! route or per client address.
 
 mod support;
 
 use std::time::Duration;
 
-use support::{Backend, Behaviour, Gateway, HttpClient, client, get, h2_client};
+use support::{
+    Backend, Behaviour, Gateway, GatewayToml, HttpClient, client, get, get_with, h2_client,
+    toml_backends,
+};
 
 /// A gateway whose one route admits `limit` requests at once and queues
 /// `queue` more, in front of `backend`.
@@ -117,4 +121,87 @@ async fn a_request_whose_client_leaves_the_queue_gives_its_spot_back() {
         let reply = reply.await.expect("request");
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
+}
+
+/// `stampede_gateway_admission_refused_total` for pool `web` and `reason`.
+async fn refused(gateway: &Gateway, reason: &str) -> Option<f64> {
+    let metrics = get(&client(), &gateway.admin_url("/metrics")).await.text();
+    let labels = format!("{{pool=\"web\",reason=\"{reason}\"}} ");
+    metrics.lines().find_map(|line| {
+        let value = line
+            .strip_prefix("stampede_gateway_admission_refused_total")?
+            .strip_prefix(&labels)?;
+        value.trim().parse().ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_its_rate_limit_a_route_answers_429_and_the_backend_sees_only_what_was_allowed() {
+    let backend = Backend::start("b").await;
+    // A token every two seconds, three at once.
+    let gateway = GatewayToml::web(toml_backends(&[&backend]))
+        .top("admin_listen = \"127.0.0.1:0\"")
+        .route("rate_limit = { rate = 0.5, burst = 3 }")
+        .start()
+        .await;
+    // Both paths, in turn: HTTP/1.1 (the fast path) and h2c (hyper).
+    let (h1, h2) = (client(), h2_client());
+    let mut replies = Vec::new();
+    for i in 0..6 {
+        let client = if i % 2 == 0 { &h1 } else { &h2 };
+        replies.push(get(client, &gateway.url("/")).await);
+    }
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+    for reply in &replies[3..] {
+        assert_eq!(reply.header("retry-after").as_deref(), Some("2"));
+        let body = reply.json();
+        assert_eq!(
+            (body["error"].as_str(), body["pool"].as_str()),
+            (Some("rate_limited"), Some("web"))
+        );
+    }
+    assert_eq!(
+        backend.hits(),
+        3,
+        "the backend saw only the allowed requests"
+    );
+    assert_eq!(refused(&gateway, "rate_limited").await, Some(3.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_ip_every_client_behind_a_trusted_proxy_has_its_own_bucket() {
+    let backend = Backend::start("b").await;
+    let gateway = GatewayToml::web(toml_backends(&[&backend]))
+        .top("trusted_proxies = [\"127.0.0.1\"]")
+        .route("rate_limit = { rate = 0.5, burst = 2, per = \"client_ip\" }")
+        .start()
+        .await;
+    let client = client();
+    let from = |ip: &'static str| {
+        let (client, url) = (client.clone(), gateway.url("/"));
+        async move {
+            get_with(&client, &url, &[("x-forwarded-for", ip)])
+                .await
+                .status
+                .as_u16()
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(from("203.0.113.1").await, 200);
+    }
+    assert_eq!(
+        from("203.0.113.1").await,
+        429,
+        "the first client's bucket is empty"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            from("203.0.113.2").await,
+            200,
+            "the second client has its own"
+        );
+    }
+    assert_eq!(from("203.0.113.2").await, 429);
+    assert_eq!(backend.hits(), 4);
 }

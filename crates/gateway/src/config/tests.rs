@@ -274,3 +274,50 @@ fn a_zero_concurrency_limit_is_refused() {
     assert_eq!(config.routes[0].max_concurrency, Some(8));
     assert_eq!(config.routes[0].queue_timeout, Duration::from_secs(1));
 }
+
+#[test]
+fn rate_limits_default_to_a_second_of_burst_per_route_and_bad_values_are_named() {
+    let toml = GOOD.replace(
+        "pool = \"web\"",
+        "pool = \"web\"\nrate_limit = { rate = 2.5 }",
+    );
+    let config = Config::from_toml(&toml, "test.toml").unwrap();
+    let limit = config.routes[0].rate_limit.as_ref().unwrap();
+    assert_eq!(
+        (limit.burst(), limit.per, limit.max_clients),
+        (3, RateKey::Route, 100_000)
+    );
+    for (keys, key) in [
+        ("rate = 0.0", "routes[0].rate_limit.rate"),
+        ("rate = nan", "routes[0].rate_limit.rate"),
+        ("rate = 1.0, burst = 0", "routes[0].rate_limit.burst"),
+        (
+            "rate = 1.0, max_clients = 0",
+            "routes[0].rate_limit.max_clients",
+        ),
+        ("rate = 1.0, per = \"user\"", "routes[0].rate_limit.per"),
+        ("burst = 5", "routes[0].rate_limit"),
+    ] {
+        let line = format!("pool = \"web\"\nrate_limit = {{ {keys} }}");
+        let e = error(&GOOD.replace("pool = \"web\"", &line));
+        assert!(e.contains(key), "{keys}: {e}");
+    }
+}
+
+#[test]
+fn a_routes_admission_keys_compare_so_a_reload_can_keep_its_state() {
+    let route = |keys: &str| {
+        let toml = GOOD.replace("pool = \"web\"", &format!("pool = \"web\"\n{keys}"));
+        Config::from_toml(&toml, "test.toml").unwrap().routes[0].clone()
+    };
+    assert_eq!(route("").admission(), None);
+    let limited = route("max_concurrency = 8\nrate_limit = { rate = 5.0 }");
+    let timed = route("max_concurrency = 8\nrate_limit = { rate = 5.0 }\nconnect_timeout = \"1s\"");
+    assert_eq!(
+        limited.admission(),
+        timed.admission(),
+        "other keys do not matter"
+    );
+    let faster = route("max_concurrency = 8\nrate_limit = { rate = 6.0 }");
+    assert_ne!(limited.admission(), faster.admission());
+}
