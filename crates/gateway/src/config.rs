@@ -266,6 +266,44 @@ pub struct RouteConfig {
     /// beyond it `429 rate_limited` with `Retry-After`. None: no limit.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// A line for new visitors while the route is at capacity; needs
+    /// `max_concurrency`. None: no waiting room.
+    #[serde(default)]
+    pub waiting_room: Option<WaitingRoomConfig>,
+}
+
+/// `routes[N].waiting_room` (see the gateway's `admission::room` module).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WaitingRoomConfig {
+    /// The cookie holding a visitor's pass or ticket.
+    pub cookie: String,
+    /// How long a pass lets its visitor in.
+    #[serde(deserialize_with = "de::duration")]
+    pub pass_time: Duration,
+    /// How often a waiting visitor asks again (`Retry-After`, `Refresh`);
+    /// a ticket not asked about for three intervals is abandoned.
+    #[serde(deserialize_with = "de::duration")]
+    pub poll_interval: Duration,
+    /// The most visitors waiting at once; beyond, newcomers get `503
+    /// overloaded`.
+    pub max_waiting: usize,
+    /// The key passes and tickets are signed with, so that passes stay good
+    /// across restarts and on other gateways with the same secret. None: a
+    /// random key per process.
+    pub secret: Option<String>,
+}
+
+impl Default for WaitingRoomConfig {
+    fn default() -> Self {
+        Self {
+            cookie: "stampede_room".to_owned(),
+            pass_time: Duration::from_secs(10 * 60),
+            poll_interval: Duration::from_secs(5),
+            max_waiting: 1_000_000,
+            secret: None,
+        }
+    }
 }
 
 /// `routes[N].rate_limit`: a token bucket (see the gateway's
@@ -322,6 +360,8 @@ pub struct AdmissionConfig {
     pub queue_timeout: Duration,
     /// `rate_limit`.
     pub rate_limit: Option<RateLimitConfig>,
+    /// `waiting_room`.
+    pub waiting_room: Option<WaitingRoomConfig>,
 }
 
 impl RouteConfig {
@@ -332,6 +372,7 @@ impl RouteConfig {
             max_queue: self.max_queue,
             queue_timeout: self.queue_timeout,
             rate_limit: self.rate_limit.clone(),
+            waiting_room: self.waiting_room.clone(),
         })
     }
 }
@@ -558,6 +599,17 @@ impl Config {
                     .validate()
                     .map_err(|(key, problem)| (format!("routes[{i}].rate_limit.{key}"), problem))?;
             }
+            if let Some(room) = &route.waiting_room {
+                if route.max_concurrency.is_none() {
+                    return Err((
+                        format!("routes[{i}].waiting_room"),
+                        "a waiting room needs max_concurrency: it lets visitors in as places under that limit free up".into(),
+                    ));
+                }
+                room.validate().map_err(|(key, problem)| {
+                    (format!("routes[{i}].waiting_room.{key}"), problem)
+                })?;
+            }
             if !route.path_prefix.starts_with('/') {
                 return Err((
                     format!("routes[{i}].path_prefix"),
@@ -591,6 +643,46 @@ impl RateLimitConfig {
         }
         if self.max_clients == 0 {
             return Err(("max_clients".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Shortest `secret` of a waiting room: 128 bits as hex digits.
+const MIN_SECRET_LEN: usize = 32;
+
+impl WaitingRoomConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if self.cookie.is_empty() || !self.cookie.bytes().all(token) {
+            return Err((
+                "cookie".into(),
+                format!(
+                    "`{}` is not a cookie name (letters, digits, `-`, `_`, ...)",
+                    self.cookie
+                ),
+            ));
+        }
+        if self.poll_interval < Duration::from_secs(1) {
+            return Err(("poll_interval".into(), "must be at least 1s".into()));
+        }
+        if self.pass_time < Duration::from_secs(1) {
+            return Err(("pass_time".into(), "must be at least 1s".into()));
+        }
+        if self.max_waiting == 0 {
+            return Err(("max_waiting".into(), "must be at least 1".into()));
+        }
+        if self
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.len() < MIN_SECRET_LEN)
+        {
+            return Err((
+                "secret".into(),
+                format!(
+                    "must be at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 32`)"
+                ),
+            ));
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
+use crate::admission::Waiting;
 use crate::body::{Exchange, ResponseBody};
 use crate::telemetry::RequestMetrics;
 
@@ -41,6 +42,9 @@ pub(crate) enum GatewayError {
     /// The route's concurrency limit and queue are full.
     #[error("the route is at its concurrency limit; retry shortly")]
     Overloaded,
+    /// The route is at capacity and the visitor waits in its waiting room.
+    #[error("the shop is at capacity; you are number {} in line", .0.place)]
+    Waiting(Waiting),
     /// The route's rate limit (or the client's share of it) is used up.
     #[error("too many requests; retry in {retry_after} s")]
     RateLimited {
@@ -69,6 +73,7 @@ impl GatewayError {
         match self {
             Self::Overloaded => Some(1),
             Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::Waiting(waiting) => Some(waiting.poll),
             _ => None,
         }
     }
@@ -94,6 +99,7 @@ impl GatewayError {
             Self::BodyStalled => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::NoBackend => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::Waiting(_) => (StatusCode::SERVICE_UNAVAILABLE, "waiting_room"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Upstream { .. } | Self::BadResponse(_) => {
                 (StatusCode::BAD_GATEWAY, "bad_gateway")
@@ -103,26 +109,33 @@ impl GatewayError {
     }
 
     /// The answer to the client, naming the pool when one was chosen
-    /// (logging server-side failures, never the client's own mistakes).
+    /// (logging server-side failures, never the client's own mistakes, nor
+    /// a waiting room doing its work).
     pub(crate) fn answer(self, pool: Option<&str>) -> Answer {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, Self::Waiting(_)) {
             tracing::warn!(pool, error = %self, "Answered {status}.");
         }
         let message = match pool {
             Some(name) => format!("pool `{name}`: {self}"),
             None => self.to_string(),
         };
-        let mut body = error_body(code, &message, pool);
-        body.push('\n');
-        let fields = self
+        let error = error_body(code, &message, pool);
+        let mut fields: Vec<_> = self
             .retry_after()
             .map(|seconds| (RETRY_AFTER, HeaderValue::from(seconds)))
             .into_iter()
             .collect();
+        let (content_type, body) = match &self {
+            Self::Waiting(waiting) => {
+                fields.extend(waiting.fields());
+                waiting.body(error)
+            }
+            _ => ("application/json", format!("{error}\n")),
+        };
         Answer {
             status,
-            content_type: "application/json",
+            content_type,
             body,
             fields,
         }
@@ -157,17 +170,17 @@ pub(crate) struct Answer {
     pub(crate) content_type: &'static str,
     pub(crate) body: String,
     /// The fields besides `Content-Type` and `Content-Length`, such as
-    /// `Retry-After`.
+    /// `Retry-After`, and a waiting room's `Set-Cookie`.
     pub(crate) fields: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// The contract's error object, with the pool when known.
-fn error_body(code: &str, message: &str, pool: Option<&str>) -> String {
+fn error_body(code: &str, message: &str, pool: Option<&str>) -> serde_json::Value {
     let mut body = serde_json::json!({ "error": code, "message": message });
     if let Some(pool) = pool {
         body["pool"] = pool.into();
     }
-    body.to_string()
+    body
 }
 
 #[cfg(test)]
@@ -177,7 +190,7 @@ mod tests {
     #[test]
     fn error_body_has_the_contract_shape() {
         assert_eq!(
-            error_body("bad_gateway", "a \"b\"\n", Some("p")),
+            error_body("bad_gateway", "a \"b\"\n", Some("p")).to_string(),
             r#"{"error":"bad_gateway","message":"a \"b\"\n","pool":"p"}"#
         );
     }

@@ -43,6 +43,7 @@ use stampede_balance::{Backend, InFlight};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::admission::Entry;
 use crate::body::Exchange;
 use crate::error::GatewayError;
 use crate::fields::Fields;
@@ -149,6 +150,8 @@ struct Prepared {
     idempotent: bool,
     route: usize,
     choice: Choice,
+    /// What admission control let it in with.
+    entry: Entry,
     request_id: HeaderValue,
 }
 
@@ -282,9 +285,10 @@ impl Exchanging<'_> {
             }
         }
         let client_ip = shared.trusted.client_ip(peer, fields);
-        if let Err(error) = route.enter(client_ip) {
-            return refuse(error, in_pool(&pool.unassigned), has_body);
-        }
+        let entry = match route.enter(client_ip, fields) {
+            Ok(entry) => entry,
+            Err(error) => return refuse(error, in_pool(&pool.unassigned), has_body),
+        };
         let Some(choice) = pool.choose(client_ip, route_path, fields) else {
             return refuse(GatewayError::NoBackend, in_pool(&pool.unassigned), has_body);
         };
@@ -316,6 +320,7 @@ impl Exchanging<'_> {
             ) || fields.field("idempotency-key").is_some(),
             route: route_index,
             choice,
+            entry,
             request_id,
         })
     }
@@ -323,13 +328,13 @@ impl Exchanging<'_> {
     /// Sends a prepared request to its backend and the answer to the client.
     async fn forward(
         &mut self,
-        req: Prepared,
+        mut req: Prepared,
         started: Instant,
         stop: &watch::Receiver<bool>,
     ) -> Next {
         let shared = Arc::clone(&self.proxy.shared);
         let mut target = Target::new(&shared.router.routes()[req.route], &req, started);
-        let admitted = match target.route.admit().await {
+        let admitted = match target.route.admit(req.entry.place.take()).await {
             Ok(admitted) => admitted,
             Err(error) => {
                 let pool = &target.route.pool;
@@ -472,6 +477,7 @@ impl Exchanging<'_> {
                 to_head: req.to_head,
                 request_id: &req.request_id,
                 set_cookie: target.set_cookie.as_ref(),
+                pass: req.entry.pass.as_ref(),
                 client_keeps: req.keep_alive && !*stop.borrow(),
             };
             let error = match self
@@ -772,7 +778,10 @@ impl<'r> Target<'r> {
 struct Answering<'a> {
     to_head: bool,
     request_id: &'a HeaderValue,
+    /// The sticky backend's cookie, when the client is not pinned to it.
     set_cookie: Option<&'a HeaderValue>,
+    /// A waiting room's pass, when the request was let in without one.
+    pass: Option<&'a HeaderValue>,
     client_keeps: bool,
 }
 
@@ -819,7 +828,7 @@ fn write_response_head(
         &head::RESPONSE_REPLACED,
     );
     head::write_header_value(out, "x-request-id", answering.request_id);
-    if let Some(cookie) = answering.set_cookie {
+    for cookie in [answering.set_cookie, answering.pass].into_iter().flatten() {
         head::write_header_value(out, "set-cookie", cookie);
     }
     if !client_keeps {

@@ -64,7 +64,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(config: Config) -> Self {
+    /// Builds the shared state; fails only when no random key can be drawn
+    /// for a waiting room.
+    fn new(config: Config) -> Result<Self, server::StartError> {
         // Handles are resolved against the recorder, so it must exist first.
         // Without an admin listener nobody could read the metrics, and
         // nobody would drain their histograms: record nothing.
@@ -84,12 +86,13 @@ impl Shared {
                 let (_, pool) = pools.iter().find(|(name, _)| *name == route.pool)?;
                 Some(route::Route::new(route, Arc::clone(pool)))
             })
-            .collect();
-        Self {
+            .collect::<Result<_, _>>()
+            .map_err(server::StartError::Random)?;
+        Ok(Self {
             router: route::Router::new(routes),
             pools: pools.into_iter().map(|(_, pool)| pool).collect(),
             trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
             config,
-        }
+        })
     }
 }

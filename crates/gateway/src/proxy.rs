@@ -127,11 +127,11 @@ impl Proxy {
 
         let trusted = &self.shared.trusted;
         let client_ip = trusted.client_ip(peer, req.headers());
-        route.enter(client_ip).map_err(fail)?;
+        let entry = route.enter(client_ip, req.headers()).map_err(fail)?;
         let choice = pool
             .choose(client_ip, req.uri().path(), req.headers())
             .ok_or_else(|| fail(GatewayError::NoBackend))?;
-        let admitted = route.admit().await.map_err(fail)?;
+        let admitted = route.admit(entry.place).await.map_err(fail)?;
         let backend = &pool.backends[choice.index];
         let metrics = &pool.metrics[choice.index].requests;
         let in_flight = backend.start();
@@ -210,7 +210,7 @@ impl Proxy {
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        if let Some(cookie) = choice.set_cookie {
+        for cookie in [choice.set_cookie, entry.pass].into_iter().flatten() {
             parts.headers.append(header::SET_COOKIE, cookie);
         }
         Ok(Response::from_parts(

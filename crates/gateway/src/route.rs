@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admission::{Admission, Admitted};
+use crate::admission::{Admission, Admitted, Entry, Scope};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
+use crate::fields::Fields;
 use crate::pool::Pool;
 
 /// One route, resolved to its pool.
@@ -28,35 +29,51 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    pub(crate) fn new(config: &RouteConfig, pool: Arc<Pool>) -> Self {
-        Self {
-            host: config.host.as_ref().map(|h| h.to_ascii_lowercase()),
-            prefix: config.path_prefix.trim_end_matches('/').to_owned(),
+    /// The route of `config`, served by `pool`; fails only when no random
+    /// key can be drawn for its waiting room.
+    pub(crate) fn new(config: &RouteConfig, pool: Arc<Pool>) -> Result<Self, getrandom::Error> {
+        let host = config.host.as_ref().map(|h| h.to_ascii_lowercase());
+        let prefix = config.path_prefix.trim_end_matches('/').to_owned();
+        let scope = Scope {
+            pool: &pool.name,
+            host: host.as_deref(),
+            prefix: &prefix,
+        };
+        let admission = match config.admission() {
+            Some(admission) => Some(Arc::new(Admission::new(admission, scope)?)),
+            None => None,
+        };
+        Ok(Self {
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
             total_timeout: config.total_timeout,
-            admission: config
-                .admission()
-                .map(|admission| Arc::new(Admission::new(admission, &pool.name))),
+            admission,
+            host,
+            prefix,
             pool,
-        }
+        })
     }
 
     /// Lets a request from `client` in, or says why not (see
     /// [`Admission::enter`]).
-    pub(crate) fn enter(&self, client: IpAddr) -> Result<(), GatewayError> {
+    pub(crate) fn enter(
+        &self,
+        client: IpAddr,
+        fields: &(impl Fields + ?Sized),
+    ) -> Result<Entry, GatewayError> {
         match &self.admission {
-            Some(admission) => admission.enter(client),
-            None => Ok(()),
+            Some(admission) => admission.enter(client, fields),
+            None => Ok(Entry::default()),
         }
     }
 
     /// A place for one request under the route's limit (`None` when it has
-    /// none); see [`Admission::admit`].
-    pub(crate) async fn admit(&self) -> Result<Admitted, GatewayError> {
+    /// none; `place` when the request has one already); see
+    /// [`Admission::admit`].
+    pub(crate) async fn admit(&self, place: Admitted) -> Result<Admitted, GatewayError> {
         match &self.admission {
-            Some(admission) => admission.admit().await,
-            None => Ok(None),
+            Some(admission) => admission.admit(place).await,
+            None => Ok(place),
         }
     }
 

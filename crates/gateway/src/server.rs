@@ -53,6 +53,9 @@ pub enum StartError {
     /// A thread or runtime could not be created.
     #[error("cannot start worker: {0}")]
     Runtime(io::Error),
+    /// The operating system gave no random bytes for a waiting room's key.
+    #[error("cannot draw a random key for a waiting room: {0}")]
+    Random(getrandom::Error),
 }
 
 /// A running gateway. Dropping it without [`Gateway::shutdown`] leaves the
@@ -69,7 +72,7 @@ impl Gateway {
     /// Binds every listener and starts the workers; returns once the gateway
     /// accepts connections.
     pub fn start(config: Config) -> Result<Self, StartError> {
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::new(config)?);
         let config = &shared.config;
         let listener = bind(config.listen)?;
         let addr = listener.local_addr().map_err(StartError::Runtime)?;

@@ -2,7 +2,8 @@
 //! short queue hold a burst at the limit, and what is beyond them is told to
 //! come back (`503 overloaded` with `Retry-After`) without reaching a
 //! backend; rate limits answer `429 rate_limited` beyond their bucket, per
-//! route or per client address.
+//! route or per client address; a waiting room lines up the visitors that
+//! come while the route is full and lets them in, in turn, with a pass.
 
 mod support;
 
@@ -204,4 +205,136 @@ async fn per_client_ip_every_client_behind_a_trusted_proxy_has_its_own_bucket() 
     }
     assert_eq!(from("203.0.113.2").await, 429);
     assert_eq!(backend.hits(), 4);
+}
+
+/// The `name=value` of the waiting room's `Set-Cookie` in `reply`, if any.
+fn room_cookie(reply: &support::Reply) -> Option<String> {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|value| {
+            let pair = value.to_str().ok()?.split(';').next()?;
+            pair.starts_with("stampede_room=").then(|| pair.to_owned())
+        })
+}
+
+const BROWSER: (&str, &str) = ("accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_room_lines_visitors_up_and_lets_them_in_in_turn_with_a_pass() {
+    let backend = Backend::start_with("b", Behaviour::holding()).await;
+    // Sticky too, so that a response may carry two cookies.
+    let gateway = GatewayToml::web(toml_backends(&[&backend]))
+        .route("max_concurrency = 1, waiting_room = { poll_interval = \"2s\" }")
+        .pool("sticky = { cookie = \"sb\" }")
+        .start()
+        .await;
+    let url = gateway.url("/");
+    // Both paths: HTTP/1.1 (the fast path) and h2c (hyper).
+    let (h1, h2) = (client(), h2_client());
+    let first = {
+        let (h1, url) = (h1.clone(), url.clone());
+        tokio::spawn(async move { get(&h1, &url).await })
+    };
+    backend.wait_hits(1, Duration::from_secs(5)).await;
+
+    // The route is full: the next visitor gets a ticket and its place.
+    let second = get(&h2, &url).await;
+    assert_eq!(second.status, 503, "{}", second.text());
+    assert_eq!(second.header("retry-after").as_deref(), Some("2"));
+    let body = second.json();
+    assert_eq!(body["error"], "waiting_room", "{body}");
+    assert_eq!(body["place"], 1, "{body}");
+    assert!(
+        body["estimated_wait_seconds"].is_u64(),
+        "one let in already: {body}"
+    );
+    let ticket = room_cookie(&second).expect("a ticket");
+
+    // Browsers get a page that reloads itself, on either path.
+    for (client, place) in [(&h1, "2"), (&h2, "3")] {
+        let page = get_with(client, &url, &[BROWSER]).await;
+        assert_eq!(page.status, 503);
+        assert_eq!(
+            page.header("content-type").as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(page.header("refresh").as_deref(), Some("2"));
+        assert!(room_cookie(&page).is_some(), "a ticket for the browser too");
+        let text = page.text();
+        assert!(
+            text.contains(&format!("<strong>{place}</strong>")),
+            "{text}"
+        );
+    }
+
+    // The first visitor is done and got a pass; the second's turn has come.
+    backend.release();
+    let first = first.await.expect("first visitor");
+    assert_eq!(first.status, 200);
+    let first_pass = room_cookie(&first).expect("a pass for the first visitor");
+    assert!(first_pass.starts_with("stampede_room=p."), "{first_pass}");
+    assert!(
+        first
+            .header("set-cookie")
+            .is_some_and(|c| c.contains("sb=")),
+        "and the sticky cookie"
+    );
+    let second = get_with(&h2, &url, &[("cookie", &ticket)]).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    let second_pass = room_cookie(&second).expect("a pass for the second visitor");
+    assert!(second_pass.starts_with("stampede_room=p."), "{second_pass}");
+
+    // A pass goes through as it is; an altered one counts as none.
+    let again = get_with(&h1, &url, &[("cookie", &first_pass)]).await;
+    assert_eq!((again.status.as_u16(), room_cookie(&again)), (200, None));
+    let forged = first_pass.replacen("p.", "p.9", 1);
+    for client in [&h1, &h2] {
+        let refused = get_with(client, &url, &[("cookie", &forged)]).await;
+        assert_eq!(refused.status, 503);
+        assert_eq!(refused.json()["error"], "waiting_room");
+    }
+    assert_eq!(backend.hits(), 3, "the two let in, and the pass used again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_visitors_are_let_in_first_come_first_served() {
+    let backend = Backend::start_with("b", Behaviour::delayed(Duration::from_millis(150))).await;
+    let gateway = GatewayToml::web(toml_backends(&[&backend]))
+        .route("max_concurrency = 1, waiting_room = { poll_interval = \"1s\" }")
+        .start()
+        .await;
+    let (client, url) = (client(), gateway.url("/"));
+    // Someone inside, so that everyone after waits.
+    let inside = {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move { get(&client, &url).await })
+    };
+    backend.wait_hits(1, Duration::from_secs(5)).await;
+    let mut tickets = Vec::new();
+    for place in 1..=4 {
+        let reply = get(&client, &url).await;
+        assert_eq!(reply.json()["place"], place, "{}", reply.text());
+        tickets.push(room_cookie(&reply).expect("a ticket"));
+    }
+    // All keep asking, more often than told to, the last in line first.
+    let (done, mut let_in) = tokio::sync::mpsc::unbounded_channel();
+    for (i, ticket) in tickets.into_iter().enumerate().rev() {
+        let (client, url, done) = (client.clone(), url.clone(), done.clone());
+        tokio::spawn(async move {
+            while get_with(&client, &url, &[("cookie", &ticket)]).await.status != 200 {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            let _ = done.send(i);
+        });
+    }
+    drop(done);
+    let mut order = Vec::new();
+    while let Some(i) = let_in.recv().await {
+        order.push(i);
+    }
+    assert_eq!(order, [0, 1, 2, 3]);
+    assert_eq!(inside.await.expect("inside").status, 200);
+    assert_eq!(backend.peak_concurrency(), 1);
 }

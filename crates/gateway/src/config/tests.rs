@@ -321,3 +321,49 @@ fn a_routes_admission_keys_compare_so_a_reload_can_keep_its_state() {
     let faster = route("max_concurrency = 8\nrate_limit = { rate = 6.0 }");
     assert_ne!(limited.admission(), faster.admission());
 }
+
+#[test]
+fn a_waiting_room_needs_a_concurrency_limit_and_bad_values_are_named() {
+    let room = |keys: &str| {
+        let line = format!("pool = \"web\"\nmax_concurrency = 4\nwaiting_room = {{ {keys} }}");
+        GOOD.replace("pool = \"web\"", &line)
+    };
+    let config = Config::from_toml(&room(""), "test.toml").unwrap();
+    let defaults = config.routes[0].waiting_room.clone().unwrap();
+    assert_eq!(defaults, WaitingRoomConfig::default());
+    assert_eq!(
+        (
+            defaults.cookie.as_str(),
+            defaults.pass_time,
+            defaults.poll_interval,
+            defaults.max_waiting,
+            defaults.secret,
+        ),
+        (
+            "stampede_room",
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+            1_000_000,
+            None
+        )
+    );
+    let e = error(&GOOD.replace("pool = \"web\"", "pool = \"web\"\nwaiting_room = {}"));
+    assert!(
+        e.contains("routes[0].waiting_room") && e.contains("max_concurrency"),
+        "{e}"
+    );
+    for (keys, key) in [
+        (
+            "poll_interval = \"500ms\"",
+            "routes[0].waiting_room.poll_interval",
+        ),
+        ("pass_time = \"0s\"", "routes[0].waiting_room.pass_time"),
+        ("cookie = \"a b\"", "routes[0].waiting_room.cookie"),
+        ("max_waiting = 0", "routes[0].waiting_room.max_waiting"),
+        ("secret = \"short\"", "routes[0].waiting_room.secret"),
+        ("colour = 1", "routes[0].waiting_room"),
+    ] {
+        let e = error(&room(keys));
+        assert!(e.contains(key), "{keys}: {e}");
+    }
+}
