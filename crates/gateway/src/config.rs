@@ -588,28 +588,9 @@ impl Config {
                     ),
                 ));
             }
-            if route.max_concurrency == Some(0) {
-                return Err((
-                    format!("routes[{i}].max_concurrency"),
-                    "must be at least 1 (leave it out for no limit)".into(),
-                ));
-            }
-            if let Some(rate_limit) = &route.rate_limit {
-                rate_limit
-                    .validate()
-                    .map_err(|(key, problem)| (format!("routes[{i}].rate_limit.{key}"), problem))?;
-            }
-            if let Some(room) = &route.waiting_room {
-                if route.max_concurrency.is_none() {
-                    return Err((
-                        format!("routes[{i}].waiting_room"),
-                        "a waiting room needs max_concurrency: it lets visitors in as places under that limit free up".into(),
-                    ));
-                }
-                room.validate().map_err(|(key, problem)| {
-                    (format!("routes[{i}].waiting_room.{key}"), problem)
-                })?;
-            }
+            route
+                .validate_admission()
+                .map_err(|(key, problem)| (format!("routes[{i}].{key}"), problem))?;
             if !route.path_prefix.starts_with('/') {
                 return Err((
                     format!("routes[{i}].path_prefix"),
@@ -624,6 +605,37 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+}
+
+impl RouteConfig {
+    /// Checks the route's admission keys; the key returned is relative to
+    /// the route.
+    fn validate_admission(&self) -> Result<(), (String, String)> {
+        if self.max_concurrency == Some(0) {
+            return Err((
+                "max_concurrency".into(),
+                "must be at least 1 (leave it out for no limit)".into(),
+            ));
+        }
+        if let Some(rate_limit) = &self.rate_limit {
+            rate_limit
+                .validate()
+                .map_err(|(key, problem)| (format!("rate_limit.{key}"), problem))?;
+        }
+        if let Some(room) = &self.waiting_room {
+            if self.max_concurrency.is_none() {
+                return Err((
+                    "waiting_room".into(),
+                    "a waiting room needs max_concurrency: it lets visitors in as places \
+                     under that limit free up"
+                        .into(),
+                ));
+            }
+            room.validate()
+                .map_err(|(key, problem)| (format!("waiting_room.{key}"), problem))?;
+        }
+        Ok(())
     }
 }
 

@@ -252,7 +252,11 @@ mod tests {
 
         /// A client that keeps to the rate is never refused.
         #[test]
-        fn requests_at_the_rate_are_all_admitted(rate in 0.5f64..2_000.0, burst in 1u32..40, n in 1usize..300) {
+        fn requests_at_the_rate_are_all_admitted(
+            rate in 0.5f64..2_000.0,
+            burst in 1u32..40,
+            n in 1usize..300,
+        ) {
             let shape = Shape::new(rate, burst);
             let bucket = Bucket::default();
             for i in 0..n as u64 {
