@@ -22,8 +22,9 @@
 //! Everything else is handed to hyper with the bytes read so far
 //! ([`Ended::Handoff`]): HTTP/2, HTTP/1.0, `Upgrade`, `Expect`, absolute-form
 //! and `CONNECT` requests, and pools that speak HTTP/2 to their backends.
-//! Both paths share routing, balancing, forwarding headers, limits, errors
-//! and metrics, so a client sees the same gateway either way.
+//! Both paths share routing, admission control, balancing, forwarding
+//! headers, limits, errors and metrics, so a client sees the same gateway
+//! either way.
 //!
 //! # Safety of the hand-written framing
 //!

@@ -7,8 +7,10 @@
 //! The path of a request, in order:
 //! 1. keep or create its `X-Request-Id`;
 //! 2. find the route by Host and path, refuse oversized bodies (`413`);
-//! 3. work out the client's address (trusted proxies) and let the pool's
-//!    strategy choose a backend;
+//! 3. work out the client's address (trusted proxies), pass admission
+//!    control's checks that need no waiting (the rate limit, the waiting
+//!    room; see `admission`), and let the pool's strategy choose a backend;
+//!    then wait for a place under the route's concurrency limit;
 //! 4. rewrite headers (forwarding headers in, hop-by-hop headers out);
 //! 5. send it under the route's timeouts, and stream the answer back while
 //!    the backend's in-flight count and the request's metrics ride along in
