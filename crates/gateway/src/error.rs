@@ -110,10 +110,12 @@ impl GatewayError {
 
     /// The answer to the client, naming the pool when one was chosen
     /// (logging server-side failures, never the client's own mistakes, nor
-    /// a waiting room doing its work).
+    /// admission control doing its work: under a crowd that would be a line
+    /// per request, and `stampede_gateway_admission_refused_total` counts
+    /// them).
     pub(crate) fn answer(self, pool: Option<&str>) -> Answer {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() && !matches!(self, Self::Waiting(_)) {
+        if status.is_server_error() && !matches!(self, Self::Overloaded | Self::Waiting(_)) {
             tracing::warn!(pool, error = %self, "Answered {status}.");
         }
         let message = match pool {
