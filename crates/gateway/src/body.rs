@@ -17,8 +17,8 @@ use hyper::body::Incoming;
 use stampede_balance::InFlight;
 use tokio::time::Sleep;
 
+use crate::admission::Admitted;
 use crate::connection::OpenExchange;
-use crate::route::Admitted;
 use crate::telemetry::RequestMetrics;
 
 /// Why a body stopped early.

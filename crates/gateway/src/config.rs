@@ -268,6 +268,119 @@ pub struct RouteConfig {
     /// The longest a request waits in that queue.
     #[serde(default = "defaults::queue_timeout", deserialize_with = "de::duration")]
     pub queue_timeout: Duration,
+    /// A token bucket for the route's requests, or for each client's;
+    /// beyond it `429 rate_limited` with `Retry-After`. None: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// A line for new visitors while the route is at capacity; needs
+    /// `max_concurrency`. None: no waiting room.
+    #[serde(default)]
+    pub waiting_room: Option<WaitingRoomConfig>,
+}
+
+/// `routes[N].waiting_room` (see the gateway's `admission::room` module).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WaitingRoomConfig {
+    /// The cookie holding a visitor's pass or ticket.
+    pub cookie: String,
+    /// How long a pass lets its visitor in.
+    #[serde(deserialize_with = "de::duration")]
+    pub pass_time: Duration,
+    /// How often a waiting visitor asks again (`Retry-After`, `Refresh`);
+    /// a ticket not asked about for three intervals is abandoned.
+    #[serde(deserialize_with = "de::duration")]
+    pub poll_interval: Duration,
+    /// The most visitors waiting at once; beyond, newcomers get `503
+    /// overloaded`.
+    pub max_waiting: usize,
+    /// The key passes and tickets are signed with, so that passes stay good
+    /// across restarts and on other gateways with the same secret. None: a
+    /// random key per process.
+    pub secret: Option<String>,
+}
+
+impl Default for WaitingRoomConfig {
+    fn default() -> Self {
+        Self {
+            cookie: "stampede_room".to_owned(),
+            pass_time: Duration::from_secs(10 * 60),
+            poll_interval: Duration::from_secs(5),
+            max_waiting: 1_000_000,
+            secret: None,
+        }
+    }
+}
+
+/// `routes[N].rate_limit`: a token bucket (see the gateway's
+/// `admission::rate` module).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second, sustained.
+    pub rate: f64,
+    /// Requests that may come at once after a quiet spell (the bucket's
+    /// size); absent: one second's worth, `rate` rounded up.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Whose requests share a bucket: the whole route's, or each client
+    /// address's.
+    #[serde(default)]
+    pub per: RateKey,
+    /// With `per = "client_ip"`, the most client buckets kept; beyond, the
+    /// least used are forgotten (and their clients start afresh).
+    #[serde(default = "defaults::max_clients")]
+    pub max_clients: u64,
+}
+
+impl RateLimitConfig {
+    /// The bucket's size: `burst`, or one second's worth.
+    pub fn burst(&self) -> u32 {
+        self.burst
+            .unwrap_or_else(|| (self.rate.ceil() as u32).max(1))
+    }
+}
+
+/// What a rate limit counts requests by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKey {
+    /// One bucket for the whole route.
+    #[default]
+    Route,
+    /// One bucket per client address, after trusted-proxy resolution.
+    ClientIp,
+}
+
+/// The keys of a route that its admission control is built from (see the
+/// gateway's `admission` module), gathered in one value that compares with
+/// `==`, so that a reload can tell whether a route's admission state (the
+/// places taken, the queue) may carry over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionConfig {
+    /// `max_concurrency`.
+    pub max_concurrency: Option<usize>,
+    /// `max_queue`.
+    pub max_queue: usize,
+    /// `queue_timeout`.
+    pub queue_timeout: Duration,
+    /// `rate_limit`.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// `waiting_room`.
+    pub waiting_room: Option<WaitingRoomConfig>,
+}
+
+impl RouteConfig {
+    /// The route's admission keys; `None` when it has no admission control.
+    pub fn admission(&self) -> Option<AdmissionConfig> {
+        (self.max_concurrency.is_some() || self.rate_limit.is_some()).then(|| AdmissionConfig {
+            max_concurrency: self.max_concurrency,
+            max_queue: self.max_queue,
+            queue_timeout: self.queue_timeout,
+            rate_limit: self.rate_limit.clone(),
+            waiting_room: self.waiting_room.clone(),
+        })
+    }
 }
 
 mod defaults {
@@ -326,6 +439,9 @@ mod defaults {
     }
     pub(super) fn budget_floor() -> u32 {
         10
+    }
+    pub(super) fn max_clients() -> u64 {
+        100_000
     }
     pub(super) fn queue_timeout() -> Duration {
         Duration::from_secs(1)
@@ -493,12 +609,9 @@ impl Config {
                     ),
                 ));
             }
-            if route.max_concurrency == Some(0) {
-                return Err((
-                    format!("routes[{i}].max_concurrency"),
-                    "must be at least 1 (leave it out for no limit)".into(),
-                ));
-            }
+            route
+                .validate_admission()
+                .map_err(|(key, problem)| (format!("routes[{i}].{key}"), problem))?;
             if !route.path_prefix.starts_with('/') {
                 return Err((
                     format!("routes[{i}].path_prefix"),
@@ -513,6 +626,98 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+}
+
+impl RouteConfig {
+    /// Checks the route's admission keys; the key returned is relative to
+    /// the route.
+    fn validate_admission(&self) -> Result<(), (String, String)> {
+        if self.max_concurrency == Some(0) {
+            return Err((
+                "max_concurrency".into(),
+                "must be at least 1 (leave it out for no limit)".into(),
+            ));
+        }
+        if let Some(rate_limit) = &self.rate_limit {
+            rate_limit
+                .validate()
+                .map_err(|(key, problem)| (format!("rate_limit.{key}"), problem))?;
+        }
+        if let Some(room) = &self.waiting_room {
+            if self.max_concurrency.is_none() {
+                return Err((
+                    "waiting_room".into(),
+                    "a waiting room needs max_concurrency: it lets visitors in as places \
+                     under that limit free up"
+                        .into(),
+                ));
+            }
+            room.validate()
+                .map_err(|(key, problem)| (format!("waiting_room.{key}"), problem))?;
+        }
+        Ok(())
+    }
+}
+
+impl RateLimitConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err((
+                "rate".into(),
+                format!(
+                    "must be requests per second, more than 0, not {}",
+                    self.rate
+                ),
+            ));
+        }
+        if self.burst == Some(0) {
+            return Err(("burst".into(), "must be at least 1".into()));
+        }
+        if self.max_clients == 0 {
+            return Err(("max_clients".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Shortest `secret` of a waiting room: 128 bits as hex digits.
+const MIN_SECRET_LEN: usize = 32;
+
+impl WaitingRoomConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if self.cookie.is_empty() || !self.cookie.bytes().all(token) {
+            return Err((
+                "cookie".into(),
+                format!(
+                    "`{}` is not a cookie name (letters, digits, `-`, `_`, ...)",
+                    self.cookie
+                ),
+            ));
+        }
+        if self.poll_interval < Duration::from_secs(1) {
+            return Err(("poll_interval".into(), "must be at least 1s".into()));
+        }
+        if self.pass_time < Duration::from_secs(1) {
+            return Err(("pass_time".into(), "must be at least 1s".into()));
+        }
+        if self.max_waiting == 0 {
+            return Err(("max_waiting".into(), "must be at least 1".into()));
+        }
+        if self
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.len() < MIN_SECRET_LEN)
+        {
+            return Err((
+                "secret".into(),
+                format!(
+                    "must be at least {MIN_SECRET_LEN} characters (e.g. `openssl rand -hex 32`)"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
+use crate::admission::Waiting;
 use crate::body::{Exchange, ResponseBody};
 use crate::telemetry::RequestMetrics;
 
@@ -41,6 +42,15 @@ pub(crate) enum GatewayError {
     /// The route's concurrency limit and queue are full.
     #[error("the route is at its concurrency limit; retry shortly")]
     Overloaded,
+    /// The route is at capacity and the visitor waits in its waiting room.
+    #[error("the shop is at capacity; you are number {} in line", .0.place)]
+    Waiting(Waiting),
+    /// The route's rate limit (or the client's share of it) is used up.
+    #[error("too many requests; retry in {retry_after} s")]
+    RateLimited {
+        /// Whole seconds until a request would be admitted.
+        retry_after: u64,
+    },
     /// The backend could not be reached or broke off.
     #[error("backend {backend} failed: {reason}")]
     Upstream {
@@ -59,8 +69,13 @@ pub(crate) enum GatewayError {
 
 impl GatewayError {
     /// Seconds the client should wait before trying again, where known.
-    pub(crate) fn retry_after(&self) -> Option<&'static str> {
-        matches!(self, Self::Overloaded).then_some("1")
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded => Some(1),
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::Waiting(waiting) => Some(waiting.poll),
+            _ => None,
+        }
     }
 
     /// Whether the backend is to blame (it refused, broke off, answered
@@ -84,6 +99,8 @@ impl GatewayError {
             Self::BodyStalled => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::NoBackend => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::Waiting(_) => (StatusCode::SERVICE_UNAVAILABLE, "waiting_room"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Upstream { .. } | Self::BadResponse(_) => {
                 (StatusCode::BAD_GATEWAY, "bad_gateway")
             }
@@ -91,60 +108,81 @@ impl GatewayError {
         }
     }
 
-    /// The status code the client gets.
-    pub(crate) fn status(&self) -> StatusCode {
-        self.status_and_code().0
-    }
-
-    /// The JSON body the client gets (logging server-side failures, never
-    /// the client's own mistakes).
-    pub(crate) fn body(&self, pool: Option<&str>) -> String {
+    /// The answer to the client, naming the pool when one was chosen
+    /// (logging server-side failures, never the client's own mistakes, nor
+    /// admission control doing its work: under a crowd that would be a line
+    /// per request, and `stampede_gateway_admission_refused_total` counts
+    /// them).
+    pub(crate) fn answer(self, pool: Option<&str>) -> Answer {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, Self::Overloaded | Self::Waiting(_)) {
             tracing::warn!(pool, error = %self, "Answered {status}.");
         }
         let message = match pool {
             Some(name) => format!("pool `{name}`: {self}"),
             None => self.to_string(),
         };
-        let mut body = error_body(code, &message, pool);
-        body.push('\n');
-        body
+        let error = error_body(code, &message, pool);
+        let mut fields: Vec<_> = self
+            .retry_after()
+            .map(|seconds| (RETRY_AFTER, HeaderValue::from(seconds)))
+            .into_iter()
+            .collect();
+        let (content_type, body) = match &self {
+            Self::Waiting(waiting) => {
+                fields.extend(waiting.fields());
+                waiting.body(error)
+            }
+            _ => ("application/json", format!("{error}\n")),
+        };
+        Answer {
+            status,
+            content_type,
+            body,
+            fields,
+        }
     }
 
-    /// The answer to the client, counted in `metrics` when a pool was
-    /// known (under the backend that failed, or "none").
+    /// The answer as a hyper response, counted in `metrics` when a pool
+    /// was known (under the backend that failed, or "none").
     pub(crate) fn into_response(
         self,
         pool: Option<(&str, Arc<RequestMetrics>)>,
         started: Instant,
     ) -> Response<ResponseBody> {
-        let status = self.status();
-        let retry_after = self.retry_after();
-        let body = self.body(pool.as_ref().map(|(name, _)| *name));
+        let answer = self.answer(pool.as_ref().map(|(name, _)| *name));
         let exchange =
-            pool.map(|(_, metrics)| Exchange::new(metrics, status.as_u16(), started, None));
-        let mut response = Response::new(ResponseBody::full(body, exchange));
-        *response.status_mut() = status;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+            pool.map(|(_, metrics)| Exchange::new(metrics, answer.status.as_u16(), started, None));
+        let mut response = Response::new(ResponseBody::full(answer.body, exchange));
+        *response.status_mut() = answer.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+        for (name, value) in answer.fields {
+            headers.append(name, value);
         }
         response
     }
 }
 
+/// An answer the gateway writes itself, built once for both paths (the
+/// fast path writes it as bytes, hyper as a `Response`).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: String,
+    /// The fields besides `Content-Type` and `Content-Length`, such as
+    /// `Retry-After`, and a waiting room's `Set-Cookie`.
+    pub(crate) fields: Vec<(HeaderName, HeaderValue)>,
+}
+
 /// The contract's error object, with the pool when known.
-fn error_body(code: &str, message: &str, pool: Option<&str>) -> String {
+fn error_body(code: &str, message: &str, pool: Option<&str>) -> serde_json::Value {
     let mut body = serde_json::json!({ "error": code, "message": message });
     if let Some(pool) = pool {
         body["pool"] = pool.into();
     }
-    body.to_string()
+    body
 }
 
 #[cfg(test)]
@@ -154,7 +192,7 @@ mod tests {
     #[test]
     fn error_body_has_the_contract_shape() {
         assert_eq!(
-            error_body("bad_gateway", "a \"b\"\n", Some("p")),
+            error_body("bad_gateway", "a \"b\"\n", Some("p")).to_string(),
             r#"{"error":"bad_gateway","message":"a \"b\"\n","pool":"p"}"#
         );
     }

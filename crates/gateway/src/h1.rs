@@ -22,8 +22,9 @@
 //! Everything else is handed to hyper with the bytes read so far
 //! ([`Ended::Handoff`]): HTTP/2, HTTP/1.0, `Upgrade`, `Expect`, absolute-form
 //! and `CONNECT` requests, and pools that speak HTTP/2 to their backends.
-//! Both paths share routing, balancing, forwarding headers, limits, errors
-//! and metrics, so a client sees the same gateway either way.
+//! Both paths share routing, admission control, balancing, forwarding
+//! headers, limits, errors and metrics, so a client sees the same gateway
+//! either way.
 //!
 //! # Safety of the hand-written framing
 //!
@@ -43,6 +44,7 @@ use stampede_balance::{Backend, InFlight};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::admission::Entry;
 use crate::body::Exchange;
 use crate::connection::Latest;
 use crate::error::GatewayError;
@@ -155,6 +157,8 @@ struct Prepared {
     idempotent: bool,
     route: usize,
     choice: Choice,
+    /// What admission control let it in with.
+    entry: Entry,
     request_id: HeaderValue,
 }
 
@@ -273,10 +277,11 @@ impl Exchanging<'_> {
         let host_name = host
             .and_then(|h| std::str::from_utf8(h).ok())
             .map(host_without_port);
-        let Some(route) = shared.router.find(host_name, route_path) else {
+        let Some(route_index) = shared.router.find(host_name, route_path) else {
             return refuse(GatewayError::NoRoute, None, has_body);
         };
-        let pool = &shared.router.routes()[route].pool;
+        let route = &shared.router.routes()[route_index];
+        let pool = &route.pool;
         if pool.http2 {
             return Parsed::Handoff;
         }
@@ -288,6 +293,10 @@ impl Exchanging<'_> {
             }
         }
         let client_ip = shared.trusted.client_ip(peer, fields);
+        let entry = match route.enter(client_ip, fields) {
+            Ok(entry) => entry,
+            Err(error) => return refuse(error, in_pool(&pool.unassigned), has_body),
+        };
         let Some(choice) = pool.choose(client_ip, route_path, fields) else {
             return refuse(GatewayError::NoBackend, in_pool(&pool.unassigned), has_body);
         };
@@ -317,8 +326,9 @@ impl Exchanging<'_> {
                 method,
                 "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
             ) || fields.field("idempotency-key").is_some(),
-            route,
+            route: route_index,
             choice,
+            entry,
             request_id,
         })
     }
@@ -326,13 +336,13 @@ impl Exchanging<'_> {
     /// Sends a prepared request to its backend and the answer to the client.
     async fn forward(
         &mut self,
-        req: Prepared,
+        mut req: Prepared,
         started: Instant,
         stop: &watch::Receiver<bool>,
     ) -> Next {
         let shared = Arc::clone(&self.proxy.shared);
         let mut target = Target::new(&shared.router.routes()[req.route], &req, started);
-        let admitted = match target.route.admit().await {
+        let admitted = match target.route.admit(req.entry.place.take()).await {
             Ok(admitted) => admitted,
             Err(error) => {
                 let pool = &target.route.pool;
@@ -475,6 +485,7 @@ impl Exchanging<'_> {
                 to_head: req.to_head,
                 request_id: &req.request_id,
                 set_cookie: target.set_cookie.as_ref(),
+                pass: req.entry.pass.as_ref(),
                 client_keeps: req.keep_alive && !*stop.borrow(),
             };
             let error = match self
@@ -633,9 +644,9 @@ impl Exchanging<'_> {
     /// request was read completely.
     async fn answer(&mut self, refusal: Refusal, started: Instant) -> Next {
         use tokio::io::AsyncWriteExt;
-        let status = refusal.error.status();
         let pool = refusal.counted_in.as_ref().map(|(pool, _)| &**pool);
-        let body = refusal.error.body(pool);
+        let answer = refusal.error.answer(pool);
+        let status = answer.status;
         let end = Instant::now();
         if let Some((_, metrics)) = refusal.counted_in {
             Exchange::new(metrics, status.as_u16(), started, None).finish(end);
@@ -648,17 +659,21 @@ impl Exchanging<'_> {
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
         );
-        head::write_field(out, "content-type", b"application/json");
-        head::write_field(out, "content-length", body.len().to_string().as_bytes());
+        head::write_field(out, "content-type", answer.content_type.as_bytes());
+        head::write_field(
+            out,
+            "content-length",
+            answer.body.len().to_string().as_bytes(),
+        );
         head::write_header_value(out, "x-request-id", &refusal.request_id);
-        if let Some(seconds) = refusal.error.retry_after() {
-            head::write_field(out, "retry-after", seconds.as_bytes());
+        for (name, value) in &answer.fields {
+            head::write_header_value(out, name.as_str(), value);
         }
         if refusal.close {
             head::write_field(out, "connection", b"close");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(answer.body.as_bytes());
         if self.client.write_all(out).await.is_err() || refusal.close {
             return Next::Close;
         }
@@ -731,7 +746,10 @@ impl<'r> Target<'r> {
 struct Answering<'a> {
     to_head: bool,
     request_id: &'a HeaderValue,
+    /// The sticky backend's cookie, when the client is not pinned to it.
     set_cookie: Option<&'a HeaderValue>,
+    /// A waiting room's pass, when the request was let in without one.
+    pass: Option<&'a HeaderValue>,
     client_keeps: bool,
 }
 
@@ -778,7 +796,7 @@ fn write_response_head(
         &head::RESPONSE_REPLACED,
     );
     head::write_header_value(out, "x-request-id", answering.request_id);
-    if let Some(cookie) = answering.set_cookie {
+    for cookie in [answering.set_cookie, answering.pass].into_iter().flatten() {
         head::write_header_value(out, "set-cookie", cookie);
     }
     if !client_keeps {

@@ -21,6 +21,7 @@
 //!   rest; `upstream` holds its pooled client.
 //! - `fields`: one read-only header view for both paths.
 //! - `route`: Host and path-prefix routing to pools.
+//! - `admission`: what a route lets through when a crowd arrives.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live
 //!   in the `stampede-balance` crate).
 //! - `forwarded`: client address, `X-Forwarded-*`/`Forwarded`, hop-by-hop headers.
@@ -31,6 +32,7 @@
 use std::sync::Arc;
 
 mod admin;
+mod admission;
 mod body;
 pub mod config;
 mod connection;
@@ -66,8 +68,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The state `config` describes; on a reload, `previous` is the state it
-    /// replaces, whose backends that stay keep theirs.
-    fn new(config: Config, previous: Option<&Shared>) -> Self {
+    /// replaces, whose backends and routes that stay keep theirs. Fails only
+    /// when no random key can be drawn for a waiting room.
+    fn new(config: Config, previous: Option<&Shared>) -> Result<Self, getrandom::Error> {
         // Handles are resolved against the recorder, so it must exist first.
         // Without an admin listener nobody could read the metrics, and
         // nobody would drain their histograms: record nothing.
@@ -89,14 +92,15 @@ impl Shared {
             .iter()
             .filter_map(|route| {
                 let (_, pool) = pools.iter().find(|(name, _)| *name == route.pool)?;
-                Some(route::Route::new(route, Arc::clone(pool)))
+                let old = previous.and_then(|p| p.router.same(route));
+                Some(route::Route::new(route, Arc::clone(pool), old))
             })
-            .collect();
-        Self {
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
             router: route::Router::new(routes),
             pools: pools.into_iter().map(|(_, pool)| pool).collect(),
             trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
             config,
-        }
+        })
     }
 }

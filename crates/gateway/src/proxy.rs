@@ -7,8 +7,10 @@
 //! The path of a request, in order:
 //! 1. keep or create its `X-Request-Id`;
 //! 2. find the route by Host and path, refuse oversized bodies (`413`);
-//! 3. work out the client's address (trusted proxies) and let the pool's
-//!    strategy choose a backend;
+//! 3. work out the client's address (trusted proxies), pass admission
+//!    control's checks that need no waiting (the rate limit, the waiting
+//!    room; see `admission`), and let the pool's strategy choose a backend;
+//!    then wait for a place under the route's concurrency limit;
 //! 4. rewrite headers (forwarding headers in, hop-by-hop headers out);
 //! 5. send it under the route's timeouts, and stream the answer back while
 //!    the backend's in-flight count and the request's metrics ride along in
@@ -129,10 +131,11 @@ impl Proxy {
 
         let trusted = &self.shared.trusted;
         let client_ip = trusted.client_ip(peer, req.headers());
+        let entry = route.enter(client_ip, req.headers()).map_err(fail)?;
         let choice = pool
             .choose(client_ip, req.uri().path(), req.headers())
             .ok_or_else(|| fail(GatewayError::NoBackend))?;
-        let admitted = route.admit().await.map_err(fail)?;
+        let admitted = route.admit(entry.place).await.map_err(fail)?;
         if let Some(retries) = &pool.retries {
             retries.deposit();
         }
@@ -204,7 +207,7 @@ impl Proxy {
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        if let Some(cookie) = choice.set_cookie {
+        for cookie in [choice.set_cookie, entry.pass].into_iter().flatten() {
             parts.headers.append(header::SET_COOKIE, cookie);
         }
         Ok(Response::from_parts(

@@ -5,14 +5,14 @@
 //! segment boundaries, so `/api` serves `/api` and `/api/orders` but not
 //! `/apiary`: the surprise nginx's plain prefix `location` gives.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
+use crate::admission::{Admission, Admitted, Entry, Scope};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
+use crate::fields::Fields;
 use crate::pool::Pool;
 
 /// One route, resolved to its pool.
@@ -24,61 +24,72 @@ pub(crate) struct Route {
     pub(crate) connect_timeout: Duration,
     pub(crate) first_byte_timeout: Duration,
     pub(crate) total_timeout: Option<Duration>,
-    admission: Option<Admission>,
+    /// Admission control, when the route has any (see `admission`).
+    admission: Option<Arc<Admission>>,
 }
-
-/// A route's concurrency limit and its short queue: admission control, so
-/// that a crowd bigger than the backends can serve waits briefly or is
-/// told to come back, instead of piling onto the backends.
-#[derive(Debug)]
-struct Admission {
-    places: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    max_queue: usize,
-    queue_timeout: Duration,
-}
-
-/// A place under a route's limit, given back when dropped.
-pub(crate) type Admitted = Option<OwnedSemaphorePermit>;
 
 impl Route {
-    pub(crate) fn new(config: &RouteConfig, pool: Arc<Pool>) -> Self {
-        Self {
-            host: config.host.as_ref().map(|h| h.to_ascii_lowercase()),
-            prefix: config.path_prefix.trim_end_matches('/').to_owned(),
-            pool,
+    /// The route of `config`, served by `pool`; fails only when no random
+    /// key can be drawn for its waiting room. On a reload, `previous` is
+    /// the route it replaces (same host and prefix): when its admission
+    /// settings and pool are unchanged, the new route keeps its admission
+    /// state, so that no place already taken, no bucket and no one waiting
+    /// in line is forgotten.
+    pub(crate) fn new(
+        config: &RouteConfig,
+        pool: Arc<Pool>,
+        previous: Option<&Route>,
+    ) -> Result<Self, getrandom::Error> {
+        let host = config.host.as_ref().map(|h| h.to_ascii_lowercase());
+        let prefix = config.path_prefix.trim_end_matches('/').to_owned();
+        let kept = previous
+            .filter(|p| p.pool.name == pool.name)
+            .and_then(|p| p.admission.as_ref());
+        let admission = match config.admission() {
+            Some(wanted) => Some(match kept.filter(|a| *a.config() == wanted) {
+                Some(kept) => Arc::clone(kept),
+                None => {
+                    let scope = Scope {
+                        pool: &pool.name,
+                        host: host.as_deref(),
+                        prefix: &prefix,
+                    };
+                    Arc::new(Admission::new(wanted, scope)?)
+                }
+            }),
+            None => None,
+        };
+        Ok(Self {
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
             total_timeout: config.total_timeout,
-            admission: config.max_concurrency.map(|limit| Admission {
-                places: Arc::new(Semaphore::new(limit)),
-                waiting: AtomicUsize::new(0),
-                max_queue: config.max_queue,
-                queue_timeout: config.queue_timeout,
-            }),
+            admission,
+            host,
+            prefix,
+            pool,
+        })
+    }
+
+    /// Lets a request from `client` in, or says why not (see
+    /// [`Admission::enter`]).
+    pub(crate) fn enter(
+        &self,
+        client: IpAddr,
+        fields: &(impl Fields + ?Sized),
+    ) -> Result<Entry, GatewayError> {
+        match &self.admission {
+            Some(admission) => admission.enter(client, fields),
+            None => Ok(Entry::default()),
         }
     }
 
     /// A place for one request under the route's limit (`None` when it has
-    /// none), waiting in the queue if there is room in it; `Overloaded`
-    /// when there is not, or the wait ran out.
-    pub(crate) async fn admit(&self) -> Result<Admitted, GatewayError> {
-        let Some(admission) = &self.admission else {
-            return Ok(None);
-        };
-        if let Ok(place) = Arc::clone(&admission.places).try_acquire_owned() {
-            return Ok(Some(place));
-        }
-        if admission.waiting.fetch_add(1, Ordering::Relaxed) >= admission.max_queue {
-            admission.waiting.fetch_sub(1, Ordering::Relaxed);
-            return Err(GatewayError::Overloaded);
-        }
-        let place = Arc::clone(&admission.places).acquire_owned();
-        let waited = tokio::time::timeout(admission.queue_timeout, place).await;
-        admission.waiting.fetch_sub(1, Ordering::Relaxed);
-        match waited {
-            Ok(Ok(place)) => Ok(Some(place)),
-            _ => Err(GatewayError::Overloaded),
+    /// none; `place` when the request has one already); see
+    /// [`Admission::admit`].
+    pub(crate) async fn admit(&self, place: Admitted) -> Result<Admitted, GatewayError> {
+        match &self.admission {
+            Some(admission) => admission.admit(place).await,
+            None => Ok(place),
         }
     }
 
@@ -109,6 +120,15 @@ impl Router {
     /// The routes, in matching order; workers build one client per route.
     pub(crate) fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The route for the same host and path prefix as `config`, if any.
+    pub(crate) fn same(&self, config: &RouteConfig) -> Option<&Route> {
+        let prefix = config.path_prefix.trim_end_matches('/');
+        let host = config.host.as_ref().map(|h| h.to_ascii_lowercase());
+        self.routes
+            .iter()
+            .find(|r| r.prefix == prefix && r.host == host)
     }
 
     /// The index of the route serving `host` (port already removed) and `path`.

@@ -63,6 +63,9 @@ pub enum StartError {
     /// A thread or runtime could not be created.
     #[error("cannot start worker: {0}")]
     Runtime(io::Error),
+    /// The operating system gave no random bytes for a waiting room's key.
+    #[error("cannot draw a random key for a waiting room: {0}")]
+    Random(getrandom::Error),
 }
 
 /// A reload the running gateway refuses; it goes on with its configuration.
@@ -81,6 +84,9 @@ pub enum ReloadError {
         /// The value the new configuration asks for.
         new: String,
     },
+    /// The operating system gave no random bytes for a waiting room's key.
+    #[error("cannot draw a random key for a waiting room: {0}")]
+    Random(getrandom::Error),
 }
 
 /// A running gateway. Dropping it without [`Gateway::shutdown`] leaves the
@@ -102,7 +108,7 @@ impl Gateway {
     /// Binds every listener and starts the workers; returns once the gateway
     /// accepts connections.
     pub fn start(config: Config) -> Result<Self, StartError> {
-        let shared = Arc::new(Shared::new(config, None));
+        let shared = Arc::new(Shared::new(config, None).map_err(StartError::Random)?);
         let (current, follow) = watch::channel(Arc::clone(&shared));
         let config = &shared.config;
         let listener = bind(config.listen)?;
@@ -151,7 +157,7 @@ impl Gateway {
     pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
         let previous = Arc::clone(&self.current.borrow());
         needs_no_restart(&previous.config, &config)?;
-        let next = Shared::new(config, Some(&previous));
+        let next = Shared::new(config, Some(&previous)).map_err(ReloadError::Random)?;
         self.current.send_replace(Arc::new(next));
         Ok(())
     }

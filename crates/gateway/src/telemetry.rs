@@ -26,6 +26,13 @@ pub const BACKEND_UP: &str = "stampede_gateway_backend_up";
 pub const RETRIES: &str = "stampede_gateway_retries_total";
 /// Retries the retry budget refused, by `pool`.
 pub const RETRIES_REFUSED: &str = "stampede_gateway_retries_refused_total";
+/// Requests admission control answered itself, by `pool` and `reason`
+/// (`overloaded`: the concurrency limit and its queue, or a waiting room's
+/// line, were full; `rate_limited`: the rate limit's bucket was empty;
+/// `waiting_room`: a visitor was told to wait).
+pub const ADMISSION_REFUSED: &str = "stampede_gateway_admission_refused_total";
+/// Visitors waiting in a route's waiting room, by `pool`.
+pub const WAITING_ROOM_WAITING: &str = "stampede_gateway_waiting_room_waiting";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
 

@@ -160,3 +160,33 @@ async fn with_watch_a_changed_file_is_reloaded_without_a_signal() {
     wait_listed(&client, &gateway, &[&b1]).await;
     assert_eq!(served_by(&client, &gateway, 4).await, names(&["b1"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_whose_admission_settings_stay_keeps_its_places_across_a_reload() {
+    let (b0, b1) = (Backend::start("b0").await, Backend::start("b1").await);
+    let limited = |backends: &[&Backend]| {
+        config(backends, "").replace(
+            "routes = [{ pool = \"web\" }]",
+            "routes = [{ pool = \"web\", max_concurrency = 1 }]",
+        )
+    };
+    let gateway = Gateway::with_config(&limited(&[&b0])).await;
+    let client = client();
+    let slow = {
+        let (client, url) = (client.clone(), gateway.url("/delay/1500"));
+        tokio::spawn(async move { get(&client, &url).await })
+    };
+    b0.wait_hits(1, Duration::from_secs(5)).await;
+
+    gateway.rewrite_config(&limited(&[&b0, &b1]));
+    gateway.hangup();
+    wait_listed(&client, &gateway, &[&b0, &b1]).await;
+    let refused = get(&client, &gateway.url("/")).await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.json()["error"].as_str()),
+        (503, Some("overloaded")),
+        "the one place is still taken by the request from before the reload"
+    );
+    assert_eq!(slow.await.expect("slow request").status, 200);
+    assert_eq!(get(&client, &gateway.url("/")).await.status, 200);
+}

@@ -291,3 +291,96 @@ fn slow_start_needs_a_window_and_a_strategy_that_does_not_hash() {
         "{e}"
     );
 }
+
+#[test]
+fn rate_limits_default_to_a_second_of_burst_per_route_and_bad_values_are_named() {
+    let toml = GOOD.replace(
+        "pool = \"web\"",
+        "pool = \"web\"\nrate_limit = { rate = 2.5 }",
+    );
+    let config = Config::from_toml(&toml, "test.toml").unwrap();
+    let limit = config.routes[0].rate_limit.as_ref().unwrap();
+    assert_eq!(
+        (limit.burst(), limit.per, limit.max_clients),
+        (3, RateKey::Route, 100_000)
+    );
+    for (keys, key) in [
+        ("rate = 0.0", "routes[0].rate_limit.rate"),
+        ("rate = nan", "routes[0].rate_limit.rate"),
+        ("rate = 1.0, burst = 0", "routes[0].rate_limit.burst"),
+        (
+            "rate = 1.0, max_clients = 0",
+            "routes[0].rate_limit.max_clients",
+        ),
+        ("rate = 1.0, per = \"user\"", "routes[0].rate_limit.per"),
+        ("burst = 5", "routes[0].rate_limit"),
+    ] {
+        let line = format!("pool = \"web\"\nrate_limit = {{ {keys} }}");
+        let e = error(&GOOD.replace("pool = \"web\"", &line));
+        assert!(e.contains(key), "{keys}: {e}");
+    }
+}
+
+#[test]
+fn a_routes_admission_keys_compare_so_a_reload_can_keep_its_state() {
+    let route = |keys: &str| {
+        let toml = GOOD.replace("pool = \"web\"", &format!("pool = \"web\"\n{keys}"));
+        Config::from_toml(&toml, "test.toml").unwrap().routes[0].clone()
+    };
+    assert_eq!(route("").admission(), None);
+    let limited = route("max_concurrency = 8\nrate_limit = { rate = 5.0 }");
+    let timed = route("max_concurrency = 8\nrate_limit = { rate = 5.0 }\nconnect_timeout = \"1s\"");
+    assert_eq!(
+        limited.admission(),
+        timed.admission(),
+        "other keys do not matter"
+    );
+    let faster = route("max_concurrency = 8\nrate_limit = { rate = 6.0 }");
+    assert_ne!(limited.admission(), faster.admission());
+}
+
+#[test]
+fn a_waiting_room_needs_a_concurrency_limit_and_bad_values_are_named() {
+    let room = |keys: &str| {
+        let line = format!("pool = \"web\"\nmax_concurrency = 4\nwaiting_room = {{ {keys} }}");
+        GOOD.replace("pool = \"web\"", &line)
+    };
+    let config = Config::from_toml(&room(""), "test.toml").unwrap();
+    let defaults = config.routes[0].waiting_room.clone().unwrap();
+    assert_eq!(defaults, WaitingRoomConfig::default());
+    assert_eq!(
+        (
+            defaults.cookie.as_str(),
+            defaults.pass_time,
+            defaults.poll_interval,
+            defaults.max_waiting,
+            defaults.secret,
+        ),
+        (
+            "stampede_room",
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+            1_000_000,
+            None
+        )
+    );
+    let e = error(&GOOD.replace("pool = \"web\"", "pool = \"web\"\nwaiting_room = {}"));
+    assert!(
+        e.contains("routes[0].waiting_room") && e.contains("max_concurrency"),
+        "{e}"
+    );
+    for (keys, key) in [
+        (
+            "poll_interval = \"500ms\"",
+            "routes[0].waiting_room.poll_interval",
+        ),
+        ("pass_time = \"0s\"", "routes[0].waiting_room.pass_time"),
+        ("cookie = \"a b\"", "routes[0].waiting_room.cookie"),
+        ("max_waiting = 0", "routes[0].waiting_room.max_waiting"),
+        ("secret = \"short\"", "routes[0].waiting_room.secret"),
+        ("colour = 1", "routes[0].waiting_room"),
+    ] {
+        let e = error(&room(keys));
+        assert!(e.contains(key), "{keys}: {e}");
+    }
+}

@@ -116,6 +116,9 @@ struct State {
     name: String,
     behaviour: Behaviour,
     hits: watch::Sender<usize>,
+    /// Requests being handled now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
     cancelled: watch::Sender<usize>,
     released: watch::Sender<bool>,
 }
@@ -155,6 +158,8 @@ impl Backend {
             name: name.to_owned(),
             behaviour,
             hits: watch::Sender::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             cancelled: watch::Sender::new(0),
             released: watch::Sender::new(false),
         });
@@ -190,6 +195,12 @@ impl Backend {
     /// Requests received so far.
     pub(crate) fn hits(&self) -> usize {
         *self.state.hits.borrow()
+    }
+
+    /// The most requests this backend was handling at once (from arrival
+    /// to its response head).
+    pub(crate) fn peak_concurrency(&self) -> usize {
+        self.state.peak.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` requests have arrived.
@@ -279,7 +290,26 @@ impl Drop for DropSignal {
     }
 }
 
+/// Counts a request in flight at the backend until dropped, keeping the
+/// high-water mark.
+struct Busy(Arc<State>);
+
+impl Busy {
+    fn enter(state: &Arc<State>) -> Busy {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.peak.fetch_max(now, Ordering::SeqCst);
+        Busy(Arc::clone(state))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<BackendBody> {
+    let _busy = Busy::enter(&state);
     state.hits.send_modify(|h| *h += 1);
     if !state.behaviour.delay.is_zero() {
         tokio::time::sleep(state.behaviour.delay).await;
