@@ -175,7 +175,7 @@ impl Pool {
 
     /// Another backend for a retry: the next available primary after the
     /// last tried that was not tried yet, or else such a backup.
-    pub(crate) fn alternative(&self, tried: &[usize]) -> Option<Choice> {
+    fn alternative(&self, tried: &[usize]) -> Option<Choice> {
         let last = *tried.last()?;
         let untried = |range: std::ops::Range<usize>| {
             let n = range.len();
