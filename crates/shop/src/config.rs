@@ -29,6 +29,10 @@ pub struct Config {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
     #[serde(default)]
     pub database_url: String,
+    /// `redis://HOST:PORT/DB`: when given, sessions live in Redis (with
+    /// their lifetime as TTL) instead of the store.
+    #[serde(default)]
+    pub redis_url: Option<String>,
     /// This node's name in logs.
     #[serde(default = "defaults::node_name")]
     pub node_name: String,
@@ -224,6 +228,8 @@ pub struct Flags {
     pub database_url: Option<String>,
     /// `--node-name`.
     pub node_name: Option<String>,
+    /// `--redis-url`.
+    pub redis_url: Option<String>,
 }
 
 impl Config {
@@ -261,6 +267,9 @@ impl Config {
         if let Some(name) = &flags.node_name {
             self.node_name.clone_from(name);
         }
+        if let Some(url) = &flags.redis_url {
+            self.redis_url = Some(url.clone());
+        }
         Ok(())
     }
 
@@ -270,6 +279,14 @@ impl Config {
             return fail(
                 "database_url",
                 "no database: pass --database-url sqlite://PATH or postgres://USER@HOST/DB".into(),
+            );
+        }
+        if let Some(url) = &self.redis_url
+            && !url.starts_with("redis://")
+        {
+            return fail(
+                "redis_url",
+                format!("`{url}` is not a Redis URL (redis://HOST:PORT/DB)"),
             );
         }
         if self.admin_token.is_empty() {
@@ -365,6 +382,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("at least 16"), "{error}");
+    }
+
+    #[test]
+    fn a_redis_url_must_be_one() {
+        let token = "a-token-of-16-chars";
+        let base = minimal("sqlite://x.db", token);
+        let config = load(
+            &format!("redis_url = \"redis://127.0.0.1:6379/2\"\n{base}"),
+            None,
+        )
+        .expect("a Redis URL");
+        assert_eq!(
+            config.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379/2")
+        );
+        assert_eq!(load(&base, None).expect("none").redis_url, None);
+        let error = load(&format!("redis_url = \"http://cache\"\n{base}"), None).unwrap_err();
+        assert!(
+            error.contains("`redis_url`") && error.contains("http://cache"),
+            "{error}"
+        );
     }
 
     fn minimal(database_url: &str, admin_token: &str) -> String {

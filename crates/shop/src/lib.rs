@@ -38,7 +38,7 @@ pub use config::{Config, Flags};
 
 use catalog::Catalog;
 use passwords::Passwords;
-use session_lookups::SessionLookups;
+use session_lookups::{SessionLookups, SessionStore};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -60,6 +60,9 @@ pub enum StartError {
     /// The password parameters are unusable.
     #[error("passwords")]
     Passwords(#[from] passwords::PasswordError),
+    /// The Redis URL is unusable.
+    #[error("redis")]
+    Redis(#[from] stampede_redis::RedisError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -68,6 +71,18 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// Where the node keeps sessions: Redis when it has a `redis_url`, else
+/// the store.
+fn session_store(config: &Config, db: &Db) -> Result<SessionStore, StartError> {
+    Ok(match &config.redis_url {
+        Some(url) => SessionStore::Redis(stampede_redis::Redis::connect(
+            url,
+            stampede_redis::Timeouts::default(),
+        )?),
+        None => SessionStore::Store(db.clone()),
+    })
 }
 
 /// How long a starting node keeps retrying a store that is not up yet
@@ -102,7 +117,7 @@ impl Shop {
                 })?;
         let app = App {
             catalog: Catalog::new(db.clone()),
-            sessions: SessionLookups::start(db.clone()),
+            sessions: SessionLookups::start(session_store(&config, &db)?),
             db,
             config,
             queues,

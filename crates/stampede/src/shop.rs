@@ -35,6 +35,11 @@ pub(crate) struct Args {
     /// This node's name in logs [default: shop].
     #[arg(long)]
     node_name: Option<String>,
+
+    /// `redis://HOST:PORT/DB`: keep sessions in Redis rather than the
+    /// database.
+    #[arg(long)]
+    redis_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +54,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         listen: args.listen,
         database_url: args.database_url,
         node_name: args.node_name,
+        redis_url: args.redis_url,
     };
     let token = std::env::var(ADMIN_TOKEN_ENV).ok();
     let config = match Config::load(args.config.as_deref(), &flags, token) {

@@ -8,6 +8,9 @@
 //!
 //! [`store_tests!`] turns one async test body into a test per engine.
 //!
+//! [`redis_url`] is the Redis server of `REDIS_URL`, with the same rule:
+//! set (as in CI), a test must reach it; unset, the test says it skipped.
+//!
 //! [`scratch`] does the same for benchmarks (`examples/`): a database per
 //! run, removed after it even on Ctrl-C, with errors instead of panics.
 
@@ -21,6 +24,27 @@ use stampede_store::{Db, DbOptions, migrate};
 pub mod scratch;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// The Redis server of `REDIS_URL`, or `None` (with a message saying so)
+/// when the variable is not set; tests that get a URL must fail if that
+/// server is unreachable.
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("REDIS_URL").ok();
+    if url.is_none() {
+        skipped("this Redis test needs REDIS_URL (e.g. redis://127.0.0.1:6379)");
+    }
+    url
+}
+
+/// Says on the real stderr (not the harness's captured one, which hides
+/// passing tests' output) that the current test skipped, and why.
+fn skipped(why: &str) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {}: {why}; .ci/run sets it, and then the test fails if the server is unreachable",
+        std::thread::current().name().unwrap_or("a test")
+    );
+}
 
 /// A migrated database that exists as long as this value.
 #[derive(Debug)]
@@ -56,14 +80,8 @@ impl TestDb {
     /// (with a message saying so) when the variable is not set.
     pub async fn postgres() -> Option<Self> {
         let Ok(admin_url) = std::env::var("DATABASE_URL") else {
-            // Written to the stderr handle itself, not with `eprintln!`,
-            // which the test harness captures and hides for passing tests.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {}: this PostgreSQL test needs DATABASE_URL (e.g. \
-                 postgres://postgres@127.0.0.1:5432/test); .ci/run sets it, and then the test \
-                 fails if the server is unreachable",
-                std::thread::current().name().unwrap_or("a test")
+            skipped(
+                "this PostgreSQL test needs DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test)",
             );
             return None;
         };

@@ -3,21 +3,21 @@
 //!
 //! The cookie holds 32 random bytes; the store keeps only their BLAKE2
 //! hash, so a copy of the sessions table opens no account. Sessions live
-//! in the shared store, which is what makes a session made through one node
-//! valid on every other and a logout effective everywhere at once.
+//! in the shared store, or in Redis when the node has a `redis_url` (see
+//! `session_lookups`): shared either way, which is what makes a session
+//! made through one node valid on every other and a logout effective
+//! everywhere at once.
 
 use std::sync::Arc;
 
+use super::error::{ApiError, store_failure};
+use crate::App;
+use crate::session_lookups::{LookupError, SessionError};
 use axum::extract::FromRequestParts;
 use blake2::{Blake2s256, Digest};
 use http::HeaderMap;
 use http::header::{COOKIE, HeaderValue, SET_COOKIE};
 use http::request::Parts;
-use stampede_store::{now_ms, sessions};
-
-use super::error::{ApiError, store_failure};
-use crate::App;
-use crate::session_lookups::LookupError;
 
 /// The session cookie's name.
 pub(crate) const COOKIE_NAME: &str = "stampede_session";
@@ -43,7 +43,25 @@ impl From<LookupError> for ApiError {
         match error {
             LookupError::Overloaded => ApiError::Overloaded,
             LookupError::Stopped => ApiError::Unavailable,
-            LookupError::Store(error) => store_failure(&error),
+            LookupError::Store(error) => session_failure(&error),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        session_failure(&error)
+    }
+}
+
+/// `503` when the store or Redis is away, `500` for anything else; the
+/// details go to the log.
+fn session_failure(error: &SessionError) -> ApiError {
+    match error {
+        SessionError::Store(error) => store_failure(error),
+        SessionError::Redis(error) => {
+            tracing::warn!(%error, "sessions unavailable");
+            ApiError::Unavailable
         }
     }
 }
@@ -79,15 +97,17 @@ pub(crate) async fn start(
     })?;
     let token = hex::encode(random);
     let ttl = app.config.sessions.ttl;
-    let expires_at = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-    sessions::create(&app.db, &hash(&token), username, expires_at).await?;
+    app.sessions
+        .store()
+        .create(&hash(&token), username, ttl)
+        .await?;
     Ok(cookie(&token, ttl.as_secs(), secure))
 }
 
 /// Ends the request's session, if any, on every node.
 pub(crate) async fn end(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(token) = token(headers) {
-        sessions::delete(&app.db, &hash(token)).await?;
+        app.sessions.store().delete(&hash(token)).await?;
     }
     Ok(())
 }

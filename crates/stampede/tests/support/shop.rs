@@ -32,9 +32,20 @@ impl ShopNode {
     /// generated config (it must start with a `[section]`). Passwords are
     /// hashed cheaply so that tests can create many users.
     pub(crate) async fn start(database_url: &str, name: &str, extra: &str) -> ShopNode {
+        Self::start_with(database_url, name, "", extra).await
+    }
+
+    /// [`ShopNode::start`] with `top`, top-level keys such as
+    /// `redis_url = "..."`, too.
+    pub(crate) async fn start_with(
+        database_url: &str,
+        name: &str,
+        top: &str,
+        extra: &str,
+    ) -> ShopNode {
         let quote = |s: &str| Value::from(s).to_string();
         let toml = format!(
-            "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnode_name = {}\n\
+            "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnode_name = {}\n{top}\n\
              [passwords]\nmemory_kib = 64\niterations = 1\n{extra}\n",
             quote(database_url),
             quote(name),

@@ -1,0 +1,156 @@
+//! Shop nodes keeping their sessions in a real Redis (`redis_url`): a
+//! session made on one node works on another and ends on every node, none
+//! of it in the database; and when Redis goes away, what needs a session
+//! answers `503 unavailable` (not a hang, not a 500), and the nodes serve
+//! again by themselves when it is back.
+//!
+//! The first test uses the Redis of `REDIS_URL` (skipped, saying so,
+//! without it). The second runs a `redis-server` of its own on a free port
+//! so that it can stop and restart it; where `REDIS_URL` is set (CI) that
+//! program must be installed.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use stampede_testkit::TestDb;
+use support::shop::{Api, PASSWORD, ShopNode};
+use support::within;
+
+/// Two nodes on one SQLite database, with sessions in the Redis at `url`.
+async fn two_nodes(db: &TestDb, url: &str) -> [ShopNode; 2] {
+    let top = format!("redis_url = \"{url}\"");
+    [
+        ShopNode::start_with(&db.url, "shop-1", &top, "").await,
+        ShopNode::start_with(&db.url, "shop-2", &top, "").await,
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_in_redis_works_and_ends_on_every_node() {
+    let Some(url) = stampede_testkit::redis_url() else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let nodes = two_nodes(&db, &url).await;
+    let created = Api::admin(&nodes[0].url(""))
+        .create_users("redis-u", 1)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let mut on_first = Api::new(&nodes[0].url(""));
+    let login = on_first.login("redis-u0", PASSWORD).await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    let mut on_second = on_first.via(&nodes[1].url(""));
+    assert_eq!(
+        on_second.get("/api/v1/me").await.json(),
+        json!({ "username": "redis-u0" })
+    );
+    let in_database: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+        .fetch_one(db.db.pool())
+        .await
+        .expect("count sessions");
+    assert_eq!(in_database, 0, "the session is in Redis, not the database");
+    assert_eq!(
+        on_second.post("/api/v1/logout", &json!({})).await.status,
+        204
+    );
+    assert_eq!(on_first.get("/api/v1/me").await.status, 401);
+}
+
+/// A `redis-server` of the test's own on `port`, stopped when dropped.
+struct OwnRedis(Child);
+
+impl OwnRedis {
+    /// Starts one on `port` and waits until it accepts connections; `None`
+    /// (saying why) where no `redis-server` is installed and CI did not ask
+    /// for Redis tests.
+    async fn start(port: u16) -> Option<OwnRedis> {
+        let spawned = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) if std::env::var("REDIS_URL").is_err() => {
+                eprintln!(
+                    "SKIPPED: this test runs its own redis-server, which failed to start: {error}"
+                );
+                return None;
+            }
+            Err(error) => panic!("REDIS_URL is set but redis-server cannot be started: {error}"),
+        };
+        within(Duration::from_secs(10), "redis-server to listen", async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        Some(OwnRedis(child))
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_sessions_answer_503_and_come_back_with_it() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let Some(redis) = OwnRedis::start(port).await else {
+        return;
+    };
+    let db = TestDb::sqlite().await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let nodes = two_nodes(&db, &url).await;
+    let base = nodes[0].url("");
+    assert_eq!(
+        Api::admin(&base).create_users("gone-u", 1).await.status,
+        201
+    );
+    let mut user = Api::new(&base);
+    assert_eq!(user.login("gone-u0", PASSWORD).await.status, 200);
+
+    drop(redis);
+    let me = within(
+        Duration::from_secs(10),
+        "an answer without Redis",
+        user.get("/api/v1/me"),
+    )
+    .await;
+    assert_eq!(me.status, 503, "{}", me.text());
+    assert_eq!(me.json()["error"], "unavailable", "{}", me.text());
+    assert_eq!(me.headers["retry-after"], "1");
+    let login = Api::new(&base).login("gone-u0", PASSWORD).await;
+    assert_eq!(login.status, 503, "{}", login.text());
+    let products = Api::new(&base).get("/api/v1/products").await;
+    assert_eq!(products.status, 200, "what needs no session still works");
+
+    // Back (empty: it keeps nothing on disk): a new login works again.
+    let _back = OwnRedis::start(port).await.expect("restarted");
+    let mut again = Api::new(&base);
+    within(
+        Duration::from_secs(10),
+        "the nodes to use Redis again",
+        async {
+            while again.login("gone-u0", PASSWORD).await.status != 200 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    assert_eq!(again.get("/api/v1/me").await.status, 200);
+}
