@@ -29,6 +29,11 @@ pub(crate) struct Args {
     #[arg(long)]
     database_url: Option<String>,
 
+    /// Keep the shop nodes' sessions in this Redis, e.g.
+    /// redis://127.0.0.1:6379/0, instead of the database.
+    #[arg(long)]
+    redis_url: Option<String>,
+
     /// A TOML file every shop node reads (see examples/shop.toml), e.g. a
     /// lower password cost for load tests with many users.
     #[arg(long)]
@@ -53,6 +58,7 @@ fn up(args: Args) -> anyhow::Result<()> {
     options.port = args.port;
     options.data_dir = args.data_dir;
     options.database_url = args.database_url;
+    options.redis_url = args.redis_url;
     options.shop_config = args.shop_config;
     // Two threads are plenty: `up` only relays log lines and waits.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,8 @@ pub(crate) struct Plan {
     pub(crate) nodes: usize,
     pub(crate) port: u16,
     pub(crate) database_url: String,
+    /// Redis for the shops' sessions (`stampede shop --redis-url`).
+    pub(crate) redis_url: Option<String>,
     pub(crate) token: AdminToken,
     /// The data directory, absolute.
     pub(crate) data_dir: PathBuf,
@@ -78,6 +80,9 @@ fn shop(plan: &Plan, number: usize) -> Spec {
         "--node-name",
         &name,
     ]);
+    if let Some(url) = &plan.redis_url {
+        args.extend(strings(&["--redis-url", url]));
+    }
     if let Some(config) = &plan.shop_config {
         args.push("--config".to_owned());
         args.push(config.display().to_string());
@@ -190,11 +195,25 @@ mod tests {
             nodes: 2,
             port: 0,
             database_url: "sqlite:///d/stampede.db".to_owned(),
+            redis_url: None,
             token: AdminToken::given("secret"),
             data_dir: PathBuf::from("/d"),
             startup_timeout: Duration::from_secs(1),
             shop_config: None,
         }
+    }
+
+    #[test]
+    fn a_redis_url_goes_to_every_shop() {
+        let on_redis = Plan {
+            redis_url: Some("redis://127.0.0.1:6379/3".to_owned()),
+            ..plan()
+        };
+        let args = shop(&on_redis, 1).args.join(" ");
+        assert!(
+            args.ends_with("--redis-url redis://127.0.0.1:6379/3"),
+            "{args}"
+        );
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// Another database than the SQLite file in the data directory.
     pub database_url: Option<String>,
+    /// Redis for the shop nodes' sessions; without it they live in the
+    /// database.
+    pub redis_url: Option<String>,
     /// How long each child may take to say it listens (or `migrate` to
     /// finish).
     pub startup_timeout: Duration,
@@ -80,6 +83,7 @@ impl Options {
             port: 8080,
             data_dir: PathBuf::from("stampede-data"),
             database_url: None,
+            redis_url: None,
             startup_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             shop_config: None,
@@ -126,6 +130,7 @@ pub async fn run(options: &Options, stop: &mut StopRequests) -> Result<(), UpErr
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("stampede.db").display())),
+        redis_url: options.redis_url.clone(),
         token: AdminToken::load(&data_dir)?,
         data_dir,
         startup_timeout: options.startup_timeout,
