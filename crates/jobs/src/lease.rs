@@ -5,9 +5,114 @@
 //! a token one higher than the last one ever issued for that name (rows
 //! are never deleted, only let lapse), so a holder that was paused past its
 //! lease can be told apart from the current one by any store it writes to.
+//!
+//! The rules are the [`Leases`] trait, kept by the store (these functions,
+//! `impl Leases for Db`) or by Redis (`impl Leases for Redis`, see
+//! `stampede-redis`' `leases`); one conformance suite checks both.
+
+use std::time::Duration;
 
 use sqlx::Row;
+use stampede_redis::{Redis, RedisError};
 use stampede_store::{Db, StoreError, now_ms};
+
+use crate::BoxFuture;
+
+/// A lease keeper that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Redis failed or is away.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+/// Named leases with fencing tokens, wherever they are kept.
+pub trait Leases: Send + Sync {
+    /// Takes the lease `name` for `holder` for `ttl` if nobody holds it (or
+    /// its holder let it lapse); `None` while someone else holds it.
+    fn acquire<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, LeaseError>>;
+
+    /// Extends a held lease by `ttl` from now; false if it was lost.
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, LeaseError>>;
+
+    /// Gives a held lease up at once, so the next holder need not wait.
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), LeaseError>>;
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+impl Leases for Db {
+    fn acquire<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, LeaseError>> {
+        Box::pin(async move { Ok(acquire(self, name, holder, ttl_ms(ttl)).await?) })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, LeaseError>> {
+        Box::pin(async move { Ok(renew(self, lease, ttl_ms(ttl)).await?) })
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), LeaseError>> {
+        Box::pin(async move { Ok(release(self, lease).await?) })
+    }
+}
+
+impl Leases for Redis {
+    fn acquire<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, LeaseError>> {
+        Box::pin(async move {
+            let token = stampede_redis::leases::acquire(self, name, holder, ttl).await?;
+            Ok(token.map(|token| Lease {
+                name: name.to_owned(),
+                holder: holder.to_owned(),
+                token,
+            }))
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, LeaseError>> {
+        Box::pin(async move {
+            let (name, holder) = (&lease.name, &lease.holder);
+            Ok(stampede_redis::leases::renew(self, name, holder, lease.token, ttl).await?)
+        })
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), LeaseError>> {
+        Box::pin(async move {
+            let (name, holder) = (&lease.name, &lease.holder);
+            Ok(stampede_redis::leases::release(self, name, holder, lease.token).await?)
+        })
+    }
+}
 
 /// A held lease.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,5 +48,6 @@ pub mod schedule;
 
 pub use backoff::Backoff;
 pub use handler::{BoxFuture, Handler};
+pub use lease::{Lease, LeaseError, Leases};
 pub use queue::{Job, JobError, NewJob, Retry};
 pub use schedule::{Schedule, When};

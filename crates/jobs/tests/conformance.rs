@@ -1,10 +1,13 @@
-//! The queue's guarantees, one suite run on SQLite and on PostgreSQL.
+//! The queue's guarantees, one suite run on SQLite and on PostgreSQL; the
+//! lease rules on Redis too.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use stampede_jobs::queue::{self, Retry};
-use stampede_jobs::{Backoff, JobError, NewJob, lease};
+use std::time::Duration;
+
+use stampede_jobs::{Backoff, JobError, Leases, NewJob};
 use stampede_store::{Db, now_ms};
 use stampede_testkit::store_tests;
 
@@ -28,6 +31,78 @@ async fn age_heartbeats(db: &Db) {
         .execute(db.pool())
         .await
         .expect("age heartbeats");
+}
+
+/// The lease rules, whoever keeps the leases: one holder at a time, and
+/// each new holder a token one above the last (counted from the first, as
+/// Redis keeps counting across tests).
+async fn lease_rules(leases: &dyn Leases) {
+    let name = format!("scheduler-{:016x}", fastrand::u64(..));
+    let minute = Duration::from_secs(60);
+    let first = leases
+        .acquire(&name, "a", minute)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(
+        leases
+            .acquire(&name, "b", minute)
+            .await
+            .expect("acquire")
+            .is_none()
+    );
+    assert!(leases.renew(&first, minute).await.expect("renew"));
+    leases.release(&first).await.expect("release");
+    let second = leases
+        .acquire(&name, "b", Duration::from_millis(1))
+        .await
+        .expect("acquire")
+        .expect("released");
+    assert_eq!(second.token, first.token + 1);
+    assert!(
+        !leases.renew(&first, minute).await.expect("renew"),
+        "the old holder lost it"
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let third = leases
+        .acquire(&name, "a", minute)
+        .await
+        .expect("acquire")
+        .expect("lapsed");
+    assert_eq!(third.token, first.token + 2);
+    assert!(!leases.renew(&second, minute).await.expect("renew"));
+    leases
+        .release(&second)
+        .await
+        .expect("a lost lease's release changes nothing");
+    assert!(
+        leases
+            .acquire(&name, "c", minute)
+            .await
+            .expect("acquire")
+            .is_none(),
+        "still the third's"
+    );
+
+    // Four racing for a free lease: exactly one gets it.
+    let raced = format!("{name}-raced");
+    let race = |holder| leases.acquire(&raced, holder, minute);
+    let (r0, r1, r2, r3) = tokio::join!(race("r0"), race("r1"), race("r2"), race("r3"));
+    let won = [r0, r1, r2, r3]
+        .into_iter()
+        .filter(|won| won.as_ref().expect("acquire").is_some())
+        .count();
+    assert_eq!(won, 1);
+}
+
+#[tokio::test]
+async fn leases_in_redis_keep_the_same_rules() {
+    let Some(url) = stampede_testkit::redis_url() else {
+        return;
+    };
+    let redis = stampede_redis::Redis::connect(&url, stampede_redis::Timeouts::default())
+        .expect("a valid REDIS_URL");
+    lease_rules(&redis).await;
 }
 
 store_tests! {
@@ -211,17 +286,6 @@ store_tests! {
     }
 
     async fn a_lease_has_one_holder_and_growing_tokens(t) {
-        let first = lease::acquire(&t.db, "scheduler", "a", 60_000).await.expect("acquire").expect("free");
-        assert_eq!(first.token, 1);
-        assert!(lease::acquire(&t.db, "scheduler", "b", 60_000).await.expect("acquire").is_none());
-        assert!(lease::renew(&t.db, &first, 60_000).await.expect("renew"));
-        lease::release(&t.db, &first).await.expect("release");
-        let second = lease::acquire(&t.db, "scheduler", "b", 1).await.expect("acquire").expect("released");
-        assert_eq!(second.token, 2);
-        assert!(!lease::renew(&t.db, &first, 60_000).await.expect("renew"), "the old holder lost it");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        let third = lease::acquire(&t.db, "scheduler", "a", 60_000).await.expect("acquire").expect("lapsed");
-        assert_eq!(third.token, 3);
-        assert!(!lease::renew(&t.db, &second, 60_000).await.expect("renew"));
+        lease_rules(&t.db).await;
     }
 }

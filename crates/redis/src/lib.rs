@@ -1,10 +1,11 @@
 //! Redis: the state many shop nodes share beside the store, where a
 //! database round trip would cost too much or a TTL does the work.
 //!
-//! Today it holds the sessions (see [`sessions`]): a node that logs a user
-//! in writes the session here with its lifetime as the key's TTL, every
-//! node reads it, and a logout deletes it for all of them at once. The
-//! product cache, the sold-out flag and locks are to follow (issue 7).
+//! It holds the sessions (see [`sessions`]): a node that logs a user in
+//! writes the session here with its lifetime as the key's TTL, every node
+//! reads it, and a logout deletes it for all of them at once. And named
+//! leases with fencing tokens (see [`leases`]), the same rules as the
+//! store's. The product cache and the sold-out flag are to follow.
 //!
 //! # Failures
 //!
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub mod leases;
 pub mod sessions;
 
 /// Why Redis did not do what was asked.
