@@ -3,9 +3,10 @@
 //!
 //! It holds the sessions (see [`sessions`]): a node that logs a user in
 //! writes the session here with its lifetime as the key's TTL, every node
-//! reads it, and a logout deletes it for all of them at once. And named
-//! leases with fencing tokens (see [`leases`]), the same rules as the
-//! store's. The product cache and the sold-out flag are to follow.
+//! reads it, and a logout deletes it for all of them at once. Named leases
+//! with fencing tokens (see [`leases`]), the same rules as the store's.
+//! And the sold-out flag, pushed to every node the moment one of them sells
+//! the last unit (see [`sold_out`]).
 //!
 //! # Failures
 //!
@@ -23,6 +24,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub mod leases;
 pub mod sessions;
+pub mod sold_out;
 
 /// Why Redis did not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,8 @@ impl Default for Timeouts {
 /// A node's handle on Redis; cheap to clone (clones share the connection).
 #[derive(Clone)]
 pub struct Redis {
+    /// For connections of their own (a pub/sub subscription).
+    client: redis::Client,
     connection: ConnectionManager,
 }
 
@@ -89,8 +93,8 @@ impl Redis {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
         let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(url_error)?;
-        Ok(Self { connection })
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(url_error)?;
+        Ok(Self { client, connection })
     }
 
     /// `PING`: whether Redis answers now.

@@ -7,7 +7,9 @@
 //! that every node learns within a second. Each entry expires one second
 //! after it was loaded; concurrent misses for one key share one load
 //! (moka's `try_get_with`). After this node commits a batch it writes the
-//! stock it saw straight in, so its own flag is set at once.
+//! stock it saw straight in, so its own flag is set at once; with Redis it
+//! also announces a sold-out sku, and the other nodes set their flag at
+//! once too (see `stampede-redis`' `sold_out`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,20 +72,25 @@ impl Catalog {
             .await
     }
 
-    /// Records the stock a committed batch left, so this node's own answers
-    /// (and its sold-out flag) are current at once.
-    pub async fn saw_stock(&self, sku: &str, stock_left: i64) {
-        if let Some(Some(product)) = self.products.get(sku).await
-            && product.stock_left != stock_left
-        {
-            let fresh = Product {
-                stock_left,
-                ..Product::clone(&product)
-            };
-            self.products
-                .insert(sku.to_owned(), Some(Arc::new(fresh)))
-                .await;
+    /// Records the stock a committed batch left (here or, for a sold-out
+    /// sku, on another node), so this node's answers and its sold-out flag
+    /// are current at once. True when this is what sold the product out
+    /// in this catalogue.
+    pub async fn saw_stock(&self, sku: &str, stock_left: i64) -> bool {
+        let Some(Some(product)) = self.products.get(sku).await else {
+            return false;
+        };
+        if product.stock_left == stock_left {
+            return false;
         }
+        let fresh = Product {
+            stock_left,
+            ..Product::clone(&product)
+        };
+        self.products
+            .insert(sku.to_owned(), Some(Arc::new(fresh)))
+            .await;
+        stock_left == 0
     }
 
     /// Forgets everything, e.g. after a product was created here.

@@ -39,6 +39,7 @@ pub use config::{Config, Flags};
 use catalog::Catalog;
 use passwords::Passwords;
 use session_lookups::{SessionLookups, SessionStore};
+use stampede_redis::{Redis, Timeouts};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -49,6 +50,9 @@ pub(crate) struct App {
     sessions: SessionLookups,
     queues: GroupCommit,
     passwords: Passwords,
+    /// With `redis_url`: where sessions live and sold-out skus are
+    /// announced.
+    redis: Option<Redis>,
 }
 
 /// Why a node could not start.
@@ -73,16 +77,21 @@ pub enum StartError {
     },
 }
 
-/// Where the node keeps sessions: Redis when it has a `redis_url`, else
-/// the store.
-fn session_store(config: &Config, db: &Db) -> Result<SessionStore, StartError> {
-    Ok(match &config.redis_url {
-        Some(url) => SessionStore::Redis(stampede_redis::Redis::connect(
-            url,
-            stampede_redis::Timeouts::default(),
-        )?),
+/// Where the node keeps sessions: Redis when it has one, else the store.
+fn session_store(redis: Option<&Redis>, db: &Db) -> SessionStore {
+    match redis {
+        Some(redis) => SessionStore::Redis(redis.clone()),
         None => SessionStore::Store(db.clone()),
-    })
+    }
+}
+
+/// Marks in `catalog` every sku another node announces sold out.
+fn follow_sold_out(redis: &Redis, catalog: &Catalog) {
+    let catalog = catalog.clone();
+    stampede_redis::sold_out::follow(redis, move |sku| {
+        let catalog = catalog.clone();
+        tokio::spawn(async move { catalog.saw_stock(&sku, 0).await });
+    });
 }
 
 /// How long a starting node keeps retrying a store that is not up yet
@@ -115,9 +124,18 @@ impl Shop {
                     addr: config.listen,
                     source,
                 })?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(Redis::connect(url, Timeouts::default())?),
+            None => None,
+        };
+        let catalog = Catalog::new(db.clone());
+        if let Some(redis) = &redis {
+            follow_sold_out(redis, &catalog);
+        }
         let app = App {
-            catalog: Catalog::new(db.clone()),
-            sessions: SessionLookups::start(session_store(&config, &db)?),
+            catalog,
+            sessions: SessionLookups::start(session_store(redis.as_ref(), &db)),
+            redis,
             db,
             config,
             queues,

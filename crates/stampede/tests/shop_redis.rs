@@ -4,16 +4,19 @@
 //! answers `503 unavailable` (not a hang, not a 500), and the nodes serve
 //! again by themselves when it is back.
 //!
+//! And a sku sold out on one node is sold out on the others at once, not a
+//! second later when their cached copies expire.
+//!
 //! The first test uses the Redis of `REDIS_URL` (skipped, saying so,
-//! without it). The second runs a `redis-server` of its own on a free port
-//! so that it can stop and restart it; where `REDIS_URL` is set (CI) that
-//! program must be installed.
+//! without it). The others run a `redis-server` of their own on a free
+//! port, to stop and restart it or to count who listens on it; where
+//! `REDIS_URL` is set (CI) that program must be installed.
 
 mod support;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stampede_testkit::TestDb;
@@ -58,6 +61,14 @@ async fn a_session_in_redis_works_and_ends_on_every_node() {
         204
     );
     assert_eq!(on_first.get("/api/v1/me").await.status, 401);
+}
+
+/// A free port on 127.0.0.1 (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// A `redis-server` of the test's own on `port`, stopped when dropped.
@@ -106,10 +117,7 @@ impl Drop for OwnRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_sessions_answer_503_and_come_back_with_it() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let Some(redis) = OwnRedis::start(port).await else {
         return;
     };
@@ -153,4 +161,55 @@ async fn without_redis_sessions_answer_503_and_come_back_with_it() {
     )
     .await;
     assert_eq!(again.get("/api/v1/me").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sku_sold_out_on_one_node_is_sold_out_on_the_other_at_once() {
+    let port = free_port();
+    let Some(_redis) = OwnRedis::start(port).await else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let db = TestDb::sqlite().await;
+    let nodes = two_nodes(&db, &url).await;
+    let mut admin = Api::admin(&nodes[0].url(""));
+    assert_eq!(admin.create_product("LAST-1", 1, 1).await.status, 201);
+    assert_eq!(admin.create_users("last-u", 1).await.status, 201);
+    let mut buyer = Api::new(&nodes[0].url(""));
+    assert_eq!(buyer.login("last-u0", PASSWORD).await.status, 200);
+    let redis = stampede_redis::Redis::connect(&url, stampede_redis::Timeouts::default())
+        .expect("a Redis URL");
+    within(
+        Duration::from_secs(10),
+        "both nodes to follow the flag",
+        async {
+            while stampede_redis::sold_out::followers(&redis).await.ok() != Some(2) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+
+    // The second node caches the product (good for a second), then the
+    // first node sells its last unit.
+    let mut watcher = Api::new(&nodes[1].url(""));
+    let before = watcher.get("/api/v1/products/LAST-1").await.json();
+    assert_eq!(before["sold_out"], false, "{before}");
+    assert_eq!(buyer.order("LAST-1", 1, None).await.status, 201);
+    let sold = Instant::now();
+    within(
+        Duration::from_secs(5),
+        "the second node to see it sold out",
+        async {
+            while watcher.get("/api/v1/products/LAST-1").await.json()["sold_out"] != true {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await;
+    assert!(
+        sold.elapsed() < Duration::from_millis(400),
+        "seen after {:?}, as late as its cached copy expiring",
+        sold.elapsed()
+    );
 }

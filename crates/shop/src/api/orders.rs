@@ -82,8 +82,10 @@ pub(crate) async fn create(
             ReserveError::Overloaded => ApiError::Overloaded,
             ReserveError::Unavailable(_) => ApiError::Unavailable,
         })?;
-    if let Some(stock_left) = reply.stock_left {
-        app.catalog.saw_stock(&order.sku, stock_left).await;
+    if let Some(stock_left) = reply.stock_left
+        && app.catalog.saw_stock(&order.sku, stock_left).await
+    {
+        announce_sold_out(&app, &order.sku);
     }
     match reply.outcome {
         Outcome::Reserved { body, .. } => Ok(json::raw(StatusCode::CREATED, body)),
@@ -206,4 +208,17 @@ pub(crate) async fn cancel(
 
 fn not_found(order_id: &str) -> ApiError {
     ApiError::NotFound(format!("no order `{order_id}`"))
+}
+
+/// Tells the other nodes, through Redis if the node has it, that `sku`
+/// just sold out; in the background, since it is only a hint.
+fn announce_sold_out(app: &App, sku: &str) {
+    if let Some(redis) = app.redis.clone() {
+        let sku = sku.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = stampede_redis::sold_out::announce(&redis, &sku).await {
+                tracing::debug!(%error, sku, "Sold-out announcement not sent.");
+            }
+        });
+    }
 }
