@@ -21,7 +21,11 @@
 # Usage: bench/flash-sale.sh
 # Environment knobs (defaults in brackets):
 #   ENGINES ["sqlite postgres django"]  what serves the sale: stampede on
-#                       SQLite, stampede on PostgreSQL, the Django stack
+#                       SQLite, stampede on PostgreSQL, the Django stack;
+#                       also postgres-redis: stampede on PostgreSQL with
+#                       its sessions (and sold-out announcements) in Redis
+#   REDIS_URL [redis://127.0.0.1:6379/15]  the Redis of postgres-redis; its
+#                       database is emptied before and after each cluster
 #   CROWDS ["small large"]       crowds, in order within a round
 #   ROUNDS [3]          runs of each crowd per engine; the table shows medians
 #   NODES ["1 3"]       shop node counts to run the cluster with, each a
@@ -53,6 +57,7 @@ CROWDS=${CROWDS:-"small large"}
 ROUNDS=${ROUNDS:-3}
 NODES=${NODES:-"1 3"}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+BENCH_REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib/common.sh
@@ -70,6 +75,7 @@ cleanup_all() {
   set +e
   stop_cluster
   drop_database
+  flush_redis
   (exit "$rc")
   cleanup
 }
@@ -92,9 +98,15 @@ check_settings() {
   for nodes in $NODES; do [[ $nodes =~ ^[1-9][0-9]*$ ]] || die "NODES must be positive integers (got $nodes)"; done
   for crowd in $CROWDS; do crowd_flags "$crowd" >/dev/null; done
   for engine in $ENGINES; do
-    [[ $engine =~ ^(sqlite|postgres|django)$ ]] || die "unknown engine $engine (ENGINES takes sqlite, postgres and django)"
+    [[ $engine =~ ^(sqlite|postgres|postgres-redis|django)$ ]] ||
+      die "unknown engine $engine (ENGINES takes sqlite, postgres, postgres-redis and django)"
   done
-  if [[ " $ENGINES " =~ " "(postgres|django)" " ]]; then
+  if [[ " $ENGINES " == *" postgres-redis "* ]]; then
+    [[ $BENCH_REDIS_URL =~ ^redis://(127\.0\.0\.1|localhost)(:[0-9]+)?/[0-9]+$ ]] ||
+      die "REDIS_URL must name a Redis database on 127.0.0.1, like redis://127.0.0.1:6379/15 (got $BENCH_REDIS_URL)"
+    redis-cli -u "$BENCH_REDIS_URL" ping >/dev/null 2>&1 || die "Redis at $BENCH_REDIS_URL does not answer"
+  fi
+  if [[ " $ENGINES " =~ " "(postgres|postgres-redis|django)" " ]]; then
     [[ $DATABASE_URL =~ ^postgres(ql)?://([^@/]*@)?(127\.0\.0\.1|localhost)(:[0-9]+)?(/|$) ]] ||
       die "DATABASE_URL must name a PostgreSQL server on 127.0.0.1 (got $DATABASE_URL)"
     command -v psql >/dev/null || die "psql not found (apt-get install postgresql-client)"
@@ -126,6 +138,12 @@ create_database() {
   PG_URL="${DATABASE_URL%/*}/$BENCH_DB"
 }
 
+# Empties the bench's Redis database (sessions the crowd left).
+flush_redis() {
+  [[ " $ENGINES " == *" postgres-redis "* ]] || return 0
+  redis-cli -u "$BENCH_REDIS_URL" flushdb >/dev/null 2>&1
+}
+
 drop_database() {
   [[ -n $BENCH_DB ]] || return 0
   command psql -X -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1
@@ -146,9 +164,13 @@ start_cluster() {
       "$SCRIPT_DIR/django/run.sh" "$(free_port)" >"$log_file" 2>&1 &
   else
     args=(up --port 0 --nodes "$nodes" --data-dir "$TMP/data-$engine-$nodes" --shop-config "$TMP/shop.toml")
-    if [[ $engine == postgres ]]; then
+    if [[ $engine == postgres* ]]; then
       create_database
       args+=(--database-url "$PG_URL")
+    fi
+    if [[ $engine == postgres-redis ]]; then
+      flush_redis
+      args+=(--redis-url "$BENCH_REDIS_URL")
     fi
     STAMPEDE_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=warn "$TMP/stampede" "${args[@]}" >"$log_file" 2>&1 &
   fi
@@ -278,7 +300,10 @@ machine_facts() {
   echo "- nproc: $(nproc)"
   echo "- CPU: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
   echo "- kernel: $(uname -r)"
-  if [[ " $ENGINES " =~ " "(postgres|django)" " ]]; then
+  if [[ " $ENGINES " == *" postgres-redis "* ]]; then
+    echo "- Redis (postgres-redis): $(redis-server --version | awk '{print $3}' | cut -d= -f2), $BENCH_REDIS_URL"
+  fi
+  if [[ " $ENGINES " =~ " "(postgres|postgres-redis|django)" " ]]; then
     echo "- PostgreSQL: $(command psql -X -At "$DATABASE_URL" -c 'SHOW server_version') (synchronous_commit=$(command psql -X -At "$DATABASE_URL" -c 'SHOW synchronous_commit'), fsync=$(command psql -X -At "$DATABASE_URL" -c 'SHOW fsync'))"
   fi
   if [[ " $ENGINES " == *" django "* ]]; then
