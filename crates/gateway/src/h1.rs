@@ -52,7 +52,7 @@ use crate::fields::Fields;
 use crate::forwarded::{ForwardingCache, Peer};
 use crate::pool::Choice;
 use crate::proxy::{Proxy, request_id};
-use crate::retry::Tried;
+use crate::retry::{self, Tried};
 use crate::route::{Route, host_without_port};
 use crate::telemetry::RequestMetrics;
 
@@ -322,10 +322,7 @@ impl Exchanging<'_> {
             framing,
             keep_alive: head::wants_keep_alive(1, fields),
             to_head: method == "HEAD",
-            idempotent: matches!(
-                method,
-                "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
-            ) || fields.field("idempotency-key").is_some(),
+            idempotent: retry::harmless_twice(method, fields),
             route: route_index,
             choice,
             entry,

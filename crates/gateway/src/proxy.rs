@@ -37,7 +37,7 @@ use crate::fields::Fields;
 use crate::forwarded::{Forwarding, Peer, strip_hop_by_hop};
 use crate::h1::IdleConnections;
 use crate::pool::{Choice, Pool};
-use crate::retry::Tried;
+use crate::retry::{self, Tried};
 use crate::route::{Route, host_without_port};
 use crate::telemetry::RequestMetrics;
 use crate::upgrade;
@@ -288,8 +288,7 @@ impl Replay {
             uri: parts.uri.clone(),
             version: parts.version,
             headers: parts.headers.clone(),
-            idempotent: parts.method.is_idempotent()
-                || parts.headers.contains_key("idempotency-key"),
+            idempotent: retry::harmless_twice(parts.method.as_str(), &parts.headers),
         }
     }
 

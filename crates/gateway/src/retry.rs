@@ -21,6 +21,17 @@ use std::time::Instant;
 use metrics::Counter;
 
 use crate::config::{MAX_RETRIES, RetryConfig};
+use crate::fields::Fields;
+
+/// Whether sending the request twice does no harm: an idempotent method
+/// (RFC 9110: `GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE`), or an
+/// `Idempotency-Key` the backend dedupes on. Both request paths ask this.
+pub(crate) fn harmless_twice(method: &str, headers: &(impl Fields + ?Sized)) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    ) || headers.field("idempotency-key").is_some()
+}
 
 /// Thousandths of a token: the bucket's unit, so ratios add up exactly.
 const MILLI: i64 = 1000;

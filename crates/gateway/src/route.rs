@@ -40,8 +40,7 @@ impl Route {
         pool: Arc<Pool>,
         previous: Option<&Route>,
     ) -> Result<Self, getrandom::Error> {
-        let host = config.host.as_ref().map(|h| h.to_ascii_lowercase());
-        let prefix = config.path_prefix.trim_end_matches('/').to_owned();
+        let (host, prefix) = matched(config);
         let kept = previous
             .filter(|p| p.pool.name == pool.name)
             .and_then(|p| p.admission.as_ref());
@@ -124,8 +123,7 @@ impl Router {
 
     /// The route for the same host and path prefix as `config`, if any.
     pub(crate) fn same(&self, config: &RouteConfig) -> Option<&Route> {
-        let prefix = config.path_prefix.trim_end_matches('/');
-        let host = config.host.as_ref().map(|h| h.to_ascii_lowercase());
+        let (host, prefix) = matched(config);
         self.routes
             .iter()
             .find(|r| r.prefix == prefix && r.host == host)
@@ -135,6 +133,13 @@ impl Router {
     pub(crate) fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
         self.routes.iter().position(|r| r.matches(host, path))
     }
+}
+
+/// The host (lowercase) and path prefix (without a trailing `/`) a route
+/// of `config` matches.
+fn matched(config: &RouteConfig) -> (Option<String>, String) {
+    let host = config.host.as_ref().map(|h| h.to_ascii_lowercase());
+    (host, config.path_prefix.trim_end_matches('/').to_owned())
 }
 
 /// The host part of a Host header or authority: `Example.com:8080` → `Example.com`.

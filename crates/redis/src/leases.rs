@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use crate::{Redis, RedisError};
+use crate::{Redis, RedisError, ttl_millis};
 
 const ACQUIRE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -43,10 +43,6 @@ fn lease_key(name: &str) -> String {
     format!("stampede:lease:{{{name}}}")
 }
 
-fn millis(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
 /// What the lease key holds while `holder` has it with `token`.
 fn held_by(holder: &str, token: i64) -> String {
     format!("{holder} {token}")
@@ -67,7 +63,7 @@ pub async fn acquire(
         .arg(&key)
         .arg(format!("{key}:token"))
         .arg(holder)
-        .arg(millis(ttl))
+        .arg(ttl_millis(ttl))
         .query_async(&mut redis.connection())
         .await?;
     Ok(token)
@@ -87,7 +83,7 @@ pub async fn renew(
         .arg(1)
         .arg(lease_key(name))
         .arg(held_by(holder, token))
-        .arg(millis(ttl))
+        .arg(ttl_millis(ttl))
         .query_async(&mut redis.connection())
         .await?;
     Ok(renewed == 1)

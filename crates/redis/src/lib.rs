@@ -110,6 +110,12 @@ impl Redis {
     }
 }
 
+/// A TTL in whole milliseconds for `PX`/`PEXPIRE`: at least 1, since Redis
+/// refuses 0.
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// `url` with the password, if any, replaced by `***`, for messages.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::{Redis, RedisError};
+use crate::{Redis, RedisError, ttl_millis};
 
 /// The prefix of every session key.
 const PREFIX: &str = "stampede:session:";
@@ -22,12 +22,11 @@ pub async fn create(
     username: &str,
     ttl: Duration,
 ) -> Result<(), RedisError> {
-    let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
     let () = redis::cmd("SET")
         .arg(key(token_hash))
         .arg(username)
         .arg("PX")
-        .arg(millis)
+        .arg(ttl_millis(ttl))
         .query_async(&mut redis.connection())
         .await?;
     Ok(())
