@@ -272,9 +272,7 @@ report() {
   }' <<<"$summary"
   echo
   echo "Medians of $ROUNDS runs per engine, node count and crowd; violations and errors are totals over all runs."
-  local noisy
-  noisy=$(awk -F'\t' '$13 > 0 {printf "%s%s %s nodes %s (%d runs)", (c++ ? ", " : ""), $1, $2, $3, $13}' <<<"$summary")
-  [[ -z $noisy ]] || printf '\nWARNING: runs measured on a busy machine (quiet wait timed out): %s.\n' "$noisy"
+  noisy_warning "$summary" 13 '$1 " " $2 " nodes " $3'
   echo
   awk -F'\t' -v at="$ATTEMPTS_TARGET" -v pt="$P99_TARGET_MS" '
     { bad += $10 }

@@ -630,12 +630,7 @@ report() {
   echo "Medians of $ROUNDS rounds; peak RSS is the highest VmHWM seen. Balancer CPU = utime+stime from /proc; nginx rows sum master+worker."
   echo
   echo "Errors over all measured runs (wrk): $(awk -F'\t' '{printf "%s%s non-2xx %d, socket errors %d", (NR > 1 ? "; " : ""), $1, $7, $8}' <<<"$summary")."
-  local noisy
-  noisy=$(awk -F'\t' '$10 > 0 {printf "%s%s (%d runs)", (c++ ? ", " : ""), $1, $10}' <<<"$summary")
-  if [[ -n $noisy ]]; then
-    echo
-    echo "WARNING: runs measured on a busy machine (quiet wait timed out): $noisy."
-  fi
+  noisy_warning "$summary" 10 '$1'
   echo
   awk -F'\t' '
     { rps[$1] = $2; cpu[$1] = $5 }

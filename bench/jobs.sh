@@ -181,12 +181,7 @@ report() {
   }' <<<"$summary"
   echo
   echo "Medians of $ROUNDS rounds of $JOBS jobs each; jobs/s is claim + no-op + complete, from the first claim to the last completion; latency is per job, from the start of its claim to its completion's return; max is the largest of all rounds; claim / complete is the mean time of one claim and of one batch's completion statement, round trip and commit included."
-  local noisy
-  noisy=$(awk -F'\t' '$13 > 0 {printf "%s%s with %s workers (%d runs)", (c++ ? ", " : ""), $1, $2, $13}' <<<"$summary")
-  if [[ -n $noisy ]]; then
-    echo
-    echo "WARNING: runs measured on a busy machine (quiet wait timed out): $noisy."
-  fi
+  noisy_warning "$summary" 13 '$1 " with " $2 " workers"'
   echo
   awk -F'\t' -v target="$TARGET" '
     $1 == "postgres" {

@@ -39,3 +39,13 @@ wait_quiet() {
     waited=$((waited + 11))
   done
 }
+
+# noisy_warning SUMMARY COLUMN LABEL: the report's warning naming the rows
+# of SUMMARY (tab-separated) with runs measured on a busy machine; COLUMN
+# holds that count, LABEL is an awk expression naming a row. Prints nothing
+# when every run was quiet.
+noisy_warning() {
+  local noisy
+  noisy=$(awk -F'\t' -v col="$2" "\$col > 0 { printf \"%s%s (%d runs)\", (c++ ? \", \" : \"\"), $3, \$col }" <<<"$1")
+  [[ -z $noisy ]] || printf '\nWARNING: runs measured on a busy machine (quiet wait timed out): %s.\n' "$noisy"
+}
