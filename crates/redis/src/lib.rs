@@ -5,8 +5,9 @@
 //! writes the session here with its lifetime as the key's TTL, every node
 //! reads it, and a logout deletes it for all of them at once. Named leases
 //! with fencing tokens (see [`leases`]), the same rules as the store's.
-//! And the sold-out flag, pushed to every node the moment one of them sells
-//! the last unit (see [`sold_out`]).
+//! The sold-out flag, pushed to every node the moment one of them sells
+//! the last unit (see [`sold_out`]). And the shared level of the product
+//! cache, so that one node's load serves the others (see [`cache`]).
 //!
 //! # Failures
 //!
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub mod cache;
 pub mod leases;
 pub mod sessions;
 pub mod sold_out;

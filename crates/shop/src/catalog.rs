@@ -3,31 +3,41 @@
 //! Product reads and the order path's first checks (unknown sku, sale not
 //! started, sold out) are answered from here, so a crowd refreshing a
 //! product page or hammering a sold-out sku costs the store one read per
-//! node per second instead of one per request: this is the sold-out flag
-//! that every node learns within a second. Each entry expires one second
-//! after it was loaded; concurrent misses for one key share one load
-//! (moka's `try_get_with`). After this node commits a batch it writes the
-//! stock it saw straight in, so its own flag is set at once; with Redis it
-//! also announces a sold-out sku, and the other nodes set their flag at
-//! once too (see `stampede-redis`' `sold_out`).
+//! second instead of one per request: this is the sold-out flag that every
+//! node learns within a second.
+//!
+//! The cache has two levels (see [`two_level`]): the node's memory, and,
+//! with Redis, a level every node shares, so one node's load serves them
+//! all. Concurrent misses share one load. After this node commits a batch
+//! it writes the stock it saw straight in, so its own flag is set at once;
+//! with Redis a sold-out sku is also written to the shared level and
+//! announced, and the other nodes set their flag at once too (see
+//! `stampede-redis`' `sold_out`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
+use stampede_redis::Redis;
 use stampede_store::products::{self, Product};
 use stampede_store::{Db, StoreError};
+
+mod two_level;
+
+use two_level::TwoLevel;
 
 /// How stale any cached product may be: the contract's bound on
 /// `stock_left` and `sold_out`.
 const FRESHNESS: Duration = Duration::from_secs(1);
 
+/// The listing's one key.
+const EVERY_PRODUCT: &str = "all";
+
 /// The cached catalogue of one node.
 #[derive(Clone)]
 pub struct Catalog {
     db: Db,
-    products: Cache<String, Option<Arc<Product>>>,
-    listing: Cache<(), Arc<Vec<Product>>>,
+    products: Arc<TwoLevel<Option<Product>>>,
+    listing: Arc<TwoLevel<Vec<Product>>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -37,39 +47,29 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// An empty catalogue over `db`.
-    pub fn new(db: Db) -> Self {
+    /// An empty catalogue over `db`, sharing loads through `redis` if any.
+    pub fn new(db: Db, redis: Option<&Redis>) -> Self {
+        // A bound keeps lookups of random unknown skus from growing the
+        // cache without limit (unknown skus are cached as `None`).
+        let products = TwoLevel::new(100_000, FRESHNESS, redis.cloned(), "product");
+        let listing = TwoLevel::new(1, FRESHNESS, redis.cloned(), "products");
         Self {
             db,
-            // A bound keeps lookups of random unknown skus from growing the
-            // cache without limit (unknown skus are cached as `None`).
-            products: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(FRESHNESS)
-                .build(),
-            listing: Cache::builder()
-                .max_capacity(1)
-                .time_to_live(FRESHNESS)
-                .build(),
+            products: Arc::new(products),
+            listing: Arc::new(listing),
         }
     }
 
     /// One product, or `None` if there is no such sku.
-    pub async fn product(&self, sku: &str) -> Result<Option<Arc<Product>>, Arc<StoreError>> {
-        let db = &self.db;
-        self.products
-            .try_get_with_by_ref(sku, async move {
-                products::get(db, sku).await.map(|p| p.map(Arc::new))
-            })
-            .await
+    pub async fn product(&self, sku: &str) -> Result<Arc<Option<Product>>, Arc<StoreError>> {
+        let load = async { Ok((products::get(&self.db, sku).await?, Duration::ZERO)) };
+        self.products.get_with(sku, load).await
     }
 
     /// Every product, by sku.
     pub async fn products(&self) -> Result<Arc<Vec<Product>>, Arc<StoreError>> {
-        let db = &self.db;
-        self.listing
-            .try_get_with((), async move { products::list(db).await.map(Arc::new) })
-            .await
+        let load = async { Ok((products::list(&self.db).await?, Duration::ZERO)) };
+        self.listing.get_with(EVERY_PRODUCT, load).await
     }
 
     /// Records the stock a committed batch left (here or, for a sold-out
@@ -77,25 +77,25 @@ impl Catalog {
     /// are current at once. True when this is what sold the product out
     /// in this catalogue.
     pub async fn saw_stock(&self, sku: &str, stock_left: i64) -> bool {
-        let Some(Some(product)) = self.products.get(sku).await else {
+        let Some(cached) = self.products.peek(sku).await else {
             return false;
         };
-        if product.stock_left == stock_left {
+        let Some(product) = Option::as_ref(&cached).filter(|p| p.stock_left != stock_left) else {
             return false;
-        }
+        };
         let fresh = Product {
             stock_left,
-            ..Product::clone(&product)
+            ..product.clone()
         };
-        self.products
-            .insert(sku.to_owned(), Some(Arc::new(fresh)))
-            .await;
-        stock_left == 0
+        let sold_out = stock_left == 0;
+        self.products.put(sku, Some(fresh), sold_out).await;
+        sold_out
     }
 
-    /// Forgets everything, e.g. after a product was created here.
-    pub fn invalidate(&self) {
-        self.products.invalidate_all();
-        self.listing.invalidate_all();
+    /// Forgets what a new product `sku` made wrong, on every node sharing
+    /// the cache: its unknown-sku entry and the listing.
+    pub async fn created(&self, sku: &str) {
+        self.products.forget(&[sku]).await;
+        self.listing.forget(&[EVERY_PRODUCT]).await;
     }
 }

@@ -128,7 +128,7 @@ impl Shop {
             Some(url) => Some(Redis::connect(url, Timeouts::default())?),
             None => None,
         };
-        let catalog = Catalog::new(db.clone());
+        let catalog = Catalog::new(db.clone(), redis.as_ref());
         if let Some(redis) = &redis {
             follow_sold_out(redis, &catalog);
         }

@@ -1,12 +1,13 @@
 //! The catalogue: what is on sale, from when, and how much is left.
 
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::{Db, StoreError, now_ms};
 
-/// A product as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A product as stored (and, serialised, as the shared cache holds it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     /// The stock-keeping unit, the product's key.
     pub sku: String,

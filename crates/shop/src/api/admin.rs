@@ -161,7 +161,7 @@ pub(crate) async fn create_product(
         }
         other => other?,
     };
-    app.catalog.invalidate();
+    app.catalog.created(&product.sku).await;
     Ok(json::response(
         StatusCode::CREATED,
         &ProductBody::from(&product),

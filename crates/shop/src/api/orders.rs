@@ -60,7 +60,7 @@ pub(crate) async fn create(
     // The sold-out flag: a product this node saw sold out within the last
     // second is refused without a store write.
     let product = app.catalog.product(&order.sku).await?;
-    let product = product
+    let product = Option::as_ref(&product)
         .ok_or_else(|| ApiError::NotFound(format!("no product with sku `{}`", order.sku)))?;
     if now_ms() < product.sale_starts_at {
         return Err(ApiError::NotStarted);

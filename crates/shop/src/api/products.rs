@@ -28,10 +28,7 @@ pub(crate) async fn get(
     Path(sku): Path<String>,
 ) -> Result<Response, ApiError> {
     let product = app.catalog.product(&sku).await?;
-    let product =
-        product.ok_or_else(|| ApiError::NotFound(format!("no product with sku `{sku}`")))?;
-    Ok(json::response(
-        StatusCode::OK,
-        &ProductBody::from(&*product),
-    ))
+    let product = Option::as_ref(&product)
+        .ok_or_else(|| ApiError::NotFound(format!("no product with sku `{sku}`")))?;
+    Ok(json::response(StatusCode::OK, &ProductBody::from(product)))
 }
