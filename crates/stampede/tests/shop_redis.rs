@@ -14,12 +14,11 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stampede_testkit::TestDb;
+use support::redis::OwnRedis;
 use support::shop::{Api, PASSWORD, ShopNode};
 use support::within;
 
@@ -63,66 +62,13 @@ async fn a_session_in_redis_works_and_ends_on_every_node() {
     assert_eq!(on_first.get("/api/v1/me").await.status, 401);
 }
 
-/// A free port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A `redis-server` of the test's own on `port`, stopped when dropped.
-struct OwnRedis(Child);
-
-impl OwnRedis {
-    /// Starts one on `port` and waits until it accepts connections; `None`
-    /// (saying why) where no `redis-server` is installed and CI did not ask
-    /// for Redis tests.
-    async fn start(port: u16) -> Option<OwnRedis> {
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(error) if std::env::var("REDIS_URL").is_err() => {
-                eprintln!(
-                    "SKIPPED: this test runs its own redis-server, which failed to start: {error}"
-                );
-                return None;
-            }
-            Err(error) => panic!("REDIS_URL is set but redis-server cannot be started: {error}"),
-        };
-        within(Duration::from_secs(10), "redis-server to listen", async {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        Some(OwnRedis(child))
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_sessions_answer_503_and_come_back_with_it() {
-    let port = free_port();
-    let Some(redis) = OwnRedis::start(port).await else {
+    let Some(mut redis) = OwnRedis::start().await else {
         return;
     };
     let db = TestDb::sqlite().await;
-    let url = format!("redis://127.0.0.1:{port}");
+    let url = redis.url();
     let nodes = two_nodes(&db, &url).await;
     let base = nodes[0].url("");
     assert_eq!(
@@ -132,7 +78,7 @@ async fn without_redis_sessions_answer_503_and_come_back_with_it() {
     let mut user = Api::new(&base);
     assert_eq!(user.login("gone-u0", PASSWORD).await.status, 200);
 
-    drop(redis);
+    redis.stop().await;
     let me = within(
         Duration::from_secs(10),
         "an answer without Redis",
@@ -148,7 +94,7 @@ async fn without_redis_sessions_answer_503_and_come_back_with_it() {
     assert_eq!(products.status, 200, "what needs no session still works");
 
     // Back (empty: it keeps nothing on disk): a new login works again.
-    let _back = OwnRedis::start(port).await.expect("restarted");
+    redis.restart().await;
     let mut again = Api::new(&base);
     within(
         Duration::from_secs(10),
@@ -165,11 +111,10 @@ async fn without_redis_sessions_answer_503_and_come_back_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sku_sold_out_on_one_node_is_sold_out_on_the_other_at_once() {
-    let port = free_port();
-    let Some(_redis) = OwnRedis::start(port).await else {
+    let Some(server) = OwnRedis::start().await else {
         return;
     };
-    let url = format!("redis://127.0.0.1:{port}");
+    let url = server.url();
     let db = TestDb::sqlite().await;
     let nodes = two_nodes(&db, &url).await;
     let mut admin = Api::admin(&nodes[0].url(""));

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 mod process;
+pub(crate) mod redis;
 pub(crate) mod relay;
 pub(crate) mod shop;
 
