@@ -137,9 +137,15 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Starts `nodes` nodes with `extra` config (see [`ShopNode::start`]).
     pub(crate) async fn start(db: TestDb, nodes: usize, extra: &str) -> Cluster {
+        Self::start_with(db, nodes, "", extra).await
+    }
+
+    /// [`Cluster::start`] with `top`, top-level keys for every node (see
+    /// [`ShopNode::start_with`]).
+    pub(crate) async fn start_with(db: TestDb, nodes: usize, top: &str, extra: &str) -> Cluster {
         let mut started = Vec::new();
         for i in 1..=nodes {
-            started.push(ShopNode::start(&db.url, &format!("shop-{i}"), extra).await);
+            started.push(ShopNode::start_with(&db.url, &format!("shop-{i}"), top, extra).await);
         }
         let mut args = vec!["--strategy".to_owned(), "round-robin".to_owned()];
         for node in &started {
