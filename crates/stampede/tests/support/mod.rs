@@ -9,6 +9,7 @@
 mod process;
 pub(crate) mod relay;
 pub(crate) mod shop;
+pub(crate) mod standby;
 
 pub(crate) use process::{Process, stampede};
 
