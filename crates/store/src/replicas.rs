@@ -166,23 +166,25 @@ impl Replicas {
         }
     }
 
-    /// Runs `query` where [`Self::stale_ok`] says. If a replica turns out
-    /// to be unreachable, it is marked down (until a check finds it up)
-    /// and `query` runs again on the primary: a replica going away costs
-    /// latency, not errors. (`query` gets its own handle, a cheap clone,
-    /// so that its future borrows nothing from this call.)
-    pub async fn read_stale_ok<T, F, Fut>(&self, query: F) -> Result<T, StoreError>
+    /// Runs `query` where [`Self::stale_ok`] says; returns its result and
+    /// the lag of where it ran (see [`StaleRead::lag`]). If a replica turns
+    /// out to be unreachable, it is marked down (until a check finds it
+    /// up) and `query` runs again on the primary: a replica going away
+    /// costs latency, not errors. (`query` gets its own handle, a cheap
+    /// clone, so that its future borrows nothing from this call.)
+    pub async fn read_stale_ok<T, F, Fut>(&self, query: F) -> Result<(T, Duration), StoreError>
     where
         F: Fn(Db) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let read = self.stale_ok();
         match (query(read.db.clone()).await, read.replica) {
+            (Ok(value), _) => Ok((value, read.lag)),
             (Err(StoreError::Unavailable(error)), Some(i)) => {
                 self.inner.replicas[i].update(Health::Down(error.to_string()), None);
-                query(self.inner.primary.clone()).await
+                Ok((query(self.inner.primary.clone()).await?, Duration::ZERO))
             }
-            (result, _) => result,
+            (Err(error), _) => Err(error),
         }
     }
 
@@ -500,6 +502,34 @@ mod tests {
         let urls = ["sqlite://copy.db".to_owned()];
         let error = url_error(Replicas::new(postgres, &urls, &options, ms(1)));
         assert!(error.contains("read replica `sqlite://copy.db`"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_read_on_an_unreachable_replica_is_retried_on_the_primary() {
+        // Only `SELECT 1` on the primary: no test database is needed.
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("SKIPPED: this PostgreSQL test needs DATABASE_URL");
+            return;
+        };
+        let options = DbOptions::default();
+        let primary = Db::connect_lazy(&url, &options).expect("DATABASE_URL is a URL");
+        let gone = ["postgres://postgres@127.0.0.1:1/nowhere".to_owned()];
+        let replicas = Replicas::new(primary, &gone, &options, Duration::from_secs(60))
+            .expect("a primary with a replica");
+        // As if a check had just found it current (the monitor has not run
+        // yet: nothing awaited on this single-threaded runtime).
+        replicas.inner.replicas[0].update(Health::Fresh, Some(Instant::now()));
+        assert!(replicas.stale_ok().is_replica());
+        let one = |db: Db| async move {
+            let one = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(db.pool());
+            Ok(one.await?)
+        };
+        let answer = replicas
+            .read_stale_ok(one)
+            .await
+            .expect("the primary answers");
+        assert_eq!(answer, (1, Duration::ZERO));
+        assert!(!replicas.stale_ok().is_replica(), "marked down");
     }
 
     /// The primary over time: positions after each step, with how long the

@@ -74,7 +74,8 @@ where
     if pinned {
         query(app.replicas.primary().clone()).await
     } else {
-        app.replicas.read_stale_ok(query).await
+        let (value, _lag) = app.replicas.read_stale_ok(query).await?;
+        Ok(value)
     }
 }
 
