@@ -166,6 +166,7 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<Report> {
     let options = DbOptions {
         max_connections: pool,
         acquire_timeout: Duration::from_secs(30),
+        ..DbOptions::default()
     };
     let db = Db::connect_lazy(url, &options)?;
     migrate::run(&db).await.context("migrating")?;

@@ -140,6 +140,7 @@ fn pool(url: &str, connections: usize) -> anyhow::Result<Db> {
         max_connections: u32::try_from(connections).unwrap_or(u32::MAX),
         // Many loops may queue on SQLite's write lock at once.
         acquire_timeout: Duration::from_secs(30),
+        ..DbOptions::default()
     };
     Ok(Db::connect_lazy(url, &options)?)
 }

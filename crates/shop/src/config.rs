@@ -49,7 +49,7 @@ pub struct Config {
     /// How long in-flight requests may finish after SIGTERM.
     #[serde(default = "defaults::drain_timeout", deserialize_with = "de::duration")]
     pub drain_timeout: Duration,
-    /// The store's pool.
+    /// The store's pools and read replicas.
     #[serde(default)]
     pub database: DatabaseConfig,
     /// The reservation path.
@@ -78,6 +78,22 @@ pub struct DatabaseConfig {
     /// How long a request waits for a connection before `503`.
     #[serde(deserialize_with = "de::duration")]
     pub acquire_timeout: Duration,
+    /// How long an unused connection stays open; zero: until it dies.
+    #[serde(deserialize_with = "de::duration")]
+    pub idle_timeout: Duration,
+    /// How long a connection lives before it is replaced; zero: forever.
+    #[serde(deserialize_with = "de::duration")]
+    pub max_lifetime: Duration,
+    /// PostgreSQL read replicas (`postgres://...` URLs) for the reads that
+    /// may be stale; each gets a pool like the primary's.
+    pub replicas: Vec<String>,
+    /// A replica further behind the primary than this is skipped.
+    #[serde(deserialize_with = "de::duration")]
+    pub replica_max_lag: Duration,
+    /// After a user's write, how long that user's reads go to the primary
+    /// (with replicas only; zero: never).
+    #[serde(deserialize_with = "de::duration")]
+    pub read_your_writes: Duration,
 }
 
 /// `[orders]`.
@@ -166,6 +182,12 @@ impl Default for DatabaseConfig {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
+            // sqlx's defaults.
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_lifetime: Duration::from_secs(30 * 60),
+            replicas: Vec::new(),
+            replica_max_lag: Duration::from_millis(500),
+            read_your_writes: Duration::from_secs(5),
         }
     }
 }
@@ -333,21 +355,30 @@ impl Config {
                 "must be at least 8 KiB per lane (argon2's minimum)".into(),
             );
         }
-        if self.login_limits.window.is_zero()
-            || self.orders.hold.is_zero()
-            || self.sessions.ttl.is_zero()
-        {
-            let key = [
-                ("login_limits.window", self.login_limits.window),
-                ("orders.hold", self.orders.hold),
-                ("sessions.ttl", self.sessions.ttl),
-            ]
-            .into_iter()
-            .find(|(_, d)| d.is_zero())
-            .map_or("", |(k, _)| k);
+        let durations = [
+            ("login_limits.window", self.login_limits.window),
+            ("orders.hold", self.orders.hold),
+            ("sessions.ttl", self.sessions.ttl),
+            ("database.replica_max_lag", self.database.replica_max_lag),
+        ];
+        if let Some((key, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return fail(key, "must be longer than zero".into());
         }
-        Ok(())
+        self.validate_replicas(origin)
+    }
+
+    fn validate_replicas(&self, origin: &str) -> Result<(), ConfigError> {
+        let postgres =
+            |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let replicas = &self.database.replicas;
+        let problem = if let Some(url) = replicas.iter().find(|url| !postgres(url)) {
+            format!("`{url}` is not a PostgreSQL URL (postgres://USER@HOST/DB)")
+        } else if !replicas.is_empty() && !postgres(&self.database_url) {
+            "read replicas need a PostgreSQL database_url (postgres://...)".to_owned()
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::invalid(origin, "database.replicas", problem))
     }
 }
 
@@ -427,6 +458,39 @@ mod tests {
     }
 
     #[test]
+    fn replicas_are_postgres_urls_of_a_postgres_store() {
+        let token = "a-token-of-16-chars";
+        let replicas = "[database]\nreplicas = [\"postgres://u@replica/shop\"]\n";
+        let config = load(
+            &format!("{}{replicas}", minimal("postgres://u@primary/shop", token)),
+            None,
+        )
+        .expect("a primary with a replica");
+        assert_eq!(config.database.replicas, ["postgres://u@replica/shop"]);
+        let error = load(
+            &format!("{}{replicas}", minimal("sqlite://x.db", token)),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("`database.replicas`") && error.contains("PostgreSQL database_url"),
+            "{error}"
+        );
+        let error = load(
+            &format!(
+                "{}[database]\nreplicas = [\"sqlite://copy.db\"]\n",
+                minimal("postgres://u@primary/shop", token)
+            ),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("`database.replicas`") && error.contains("sqlite://copy.db"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn the_environment_token_wins_over_the_file() {
         let text = minimal("sqlite://x.db", "file-token-0123456789");
         let config = load(&text, Some("env-token-0123456789")).unwrap();
@@ -442,6 +506,10 @@ mod tests {
             ("[passwords]\nmemory_kib = 1", "passwords.memory_kib"),
             ("[limits]\nmax_body = 1", "limits"),
             ("listen = \"nowhere\"", "listen"),
+            (
+                "[database]\nreplica_max_lag = \"0s\"",
+                "database.replica_max_lag",
+            ),
         ] {
             let error = load(&format!("{base}{extra}\n"), None).unwrap_err();
             assert!(error.contains(&format!("`{key}")), "{extra}: {error}");

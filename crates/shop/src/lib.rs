@@ -8,8 +8,9 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML file, flags and admin token.
-//! - `api`: the routes, one module per resource, and the extractors and
-//!   error bodies they share.
+//! - `api`: the routes, one module per resource, the extractors and
+//!   error bodies they share, and the read-your-writes pinning that sends
+//!   order reads to read replicas (`stampede_store::replicas`).
 //! - [`catalog`]: the per-node product cache that is also the sold-out flag.
 //! - `session_lookups`: each request's session read from the store, with
 //!   concurrent reads on a node sharing one query.
@@ -24,7 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stampede_inventory::{GroupCommit, Settings};
-use stampede_store::{Db, DbOptions, Dialect, StoreError, login_limits, migrate, now_ms, sessions};
+use stampede_store::{
+    Db, DbOptions, Dialect, Replicas, StoreError, login_limits, migrate, now_ms, sessions,
+};
 use tokio::net::TcpListener;
 
 mod api;
@@ -44,7 +47,10 @@ use stampede_redis::{Redis, Timeouts};
 /// What every request handler shares.
 #[derive(Debug)]
 pub(crate) struct App {
+    /// The primary: writes, the hot path, sessions, login counters.
     db: Db,
+    /// The primary and its read replicas, for reads that may be stale.
+    replicas: Replicas,
     config: Config,
     catalog: Catalog,
     sessions: SessionLookups,
@@ -108,8 +114,15 @@ pub struct Shop {
 impl Shop {
     /// Opens and migrates the store, and binds the listener.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
-        let db = Db::connect_lazy(&config.database_url, &db_options(&config))?;
+        let options = db_options(&config);
+        let db = Db::connect_lazy(&config.database_url, &options)?;
         migrate_when_reachable(&db).await?;
+        let replicas = Replicas::new(
+            db.clone(),
+            &config.database.replicas,
+            &options,
+            config.database.replica_max_lag,
+        )?;
         let passwords = Passwords::new(&config.passwords)?;
         let settings = Settings {
             max_batch: config.orders.max_batch,
@@ -137,6 +150,7 @@ impl Shop {
             sessions: SessionLookups::start(session_store(redis.as_ref(), &db)),
             redis,
             db,
+            replicas,
             config,
             queues,
             passwords,
@@ -180,15 +194,20 @@ impl Shop {
             }
         };
         housekeeping.abort();
-        self.app.db.close().await;
+        self.app.replicas.close().await;
         result
     }
 }
 
 fn db_options(config: &Config) -> DbOptions {
+    let database = &config.database;
+    // Zero in the file means "no limit", which sqlx spells `None`.
+    let limit = |d: Duration| (!d.is_zero()).then_some(d);
     DbOptions {
-        max_connections: config.database.max_connections,
-        acquire_timeout: config.database.acquire_timeout,
+        max_connections: database.max_connections,
+        acquire_timeout: database.acquire_timeout,
+        idle_timeout: limit(database.idle_timeout),
+        max_lifetime: limit(database.max_lifetime),
     }
 }
 

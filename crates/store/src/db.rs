@@ -31,7 +31,7 @@ impl Dialect {
         }
     }
 
-    fn from_url(url: &str) -> Result<Self, StoreError> {
+    pub(crate) fn from_url(url: &str) -> Result<Self, StoreError> {
         let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
         match scheme {
             "sqlite" => Ok(Self::Sqlite),
@@ -52,6 +52,11 @@ pub struct DbOptions {
     /// How long a query waits for a free connection (or for a dead server)
     /// before the caller gets [`StoreError::Unavailable`] and answers `503`.
     pub acquire_timeout: Duration,
+    /// How long an unused connection stays open (`None`: until it dies).
+    pub idle_timeout: Option<Duration>,
+    /// How long any connection lives before it is replaced (`None`:
+    /// forever); bounds what a server-side leak or a moved DNS name costs.
+    pub max_lifetime: Option<Duration>,
 }
 
 impl Default for DbOptions {
@@ -59,6 +64,9 @@ impl Default for DbOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
+            // sqlx's own defaults.
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
         }
     }
 }
@@ -87,7 +95,9 @@ impl Db {
         };
         let mut pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout);
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(options.idle_timeout)
+            .max_lifetime(options.max_lifetime);
         if dialect == Dialect::Sqlite {
             pool = pool.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -193,7 +203,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// The URL without its password, for messages and logs.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(start), Some(at)) if at > start => {
             let userinfo = &url[start + 3..at];

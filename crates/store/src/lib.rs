@@ -15,6 +15,8 @@
 //! - [`migrate`]: the schema, applied at start and by `stampede migrate`.
 //! - [`users`], [`sessions`], [`login_limits`]: accounts and who is logged in.
 //! - [`products`], [`orders`], [`stats`]: the catalogue and what was sold.
+//! - [`replicas`]: PostgreSQL read replicas for reads that may be stale,
+//!   each used only while its measured lag is within a bound.
 //!
 //! The reservation transaction itself (the hot path) lives in the
 //! `stampede-inventory` crate, which builds on the [`Db`] handle here.
@@ -25,6 +27,7 @@ pub mod login_limits;
 pub mod migrate;
 pub mod orders;
 pub mod products;
+pub mod replicas;
 pub mod sessions;
 pub mod stats;
 pub mod users;
@@ -33,3 +36,4 @@ pub use db::{Db, DbOptions, Dialect, now_ms, placeholders};
 pub use error::StoreError;
 pub use orders::{Order, OrderStatus};
 pub use products::Product;
+pub use replicas::{Replicas, StaleRead};

@@ -79,7 +79,10 @@ pub(crate) async fn logout(
 ) -> Result<Response, ApiError> {
     session::end(&app, &headers).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    session::set(response.headers_mut(), session::cookie("", 0, client.https));
+    session::set(
+        response.headers_mut(),
+        session::cookie(session::COOKIE_NAME, "", 0, client.https),
+    );
     Ok(response)
 }
 

@@ -2,11 +2,14 @@
 //!
 //! Handlers are grouped by resource; the pieces they share are extractors
 //! (the session's user, the admin token, the client, a JSON body held to a
-//! size limit) that answer the contract's error bodies by themselves.
+//! size limit) that answer the contract's error bodies by themselves, and
+//! `pinning`, which sends reads that may be stale to read replicas except
+//! right after the client's own writes.
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
 use crate::App;
@@ -19,6 +22,7 @@ mod health;
 mod json;
 pub(crate) mod model;
 mod orders;
+mod pinning;
 mod products;
 mod session;
 
@@ -26,6 +30,14 @@ pub(crate) use error::ApiError;
 
 /// Every route of the contract.
 pub(crate) fn router(app: Arc<App>) -> Router {
+    // A successful write to an order pins its client's order reads to the
+    // primary for a while (read-your-writes; see `pinning`).
+    let orders = Router::new()
+        .route("/api/v1/orders", post(orders::create).get(orders::list))
+        .route("/api/v1/orders/{id}", get(orders::get))
+        .route("/api/v1/orders/{id}/pay", post(orders::pay))
+        .route("/api/v1/orders/{id}/cancel", post(orders::cancel))
+        .route_layer(from_fn_with_state(app.clone(), pinning::pin_after_writes));
     Router::new()
         .route("/api/v1/admin/users", post(admin::create_users))
         .route("/api/v1/admin/products", post(admin::create_product))
@@ -35,10 +47,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/products", get(products::list))
         .route("/api/v1/products/{sku}", get(products::get))
-        .route("/api/v1/orders", post(orders::create).get(orders::list))
-        .route("/api/v1/orders/{id}", get(orders::get))
-        .route("/api/v1/orders/{id}/pay", post(orders::pay))
-        .route("/api/v1/orders/{id}/cancel", post(orders::cancel))
+        .merge(orders)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })

@@ -13,11 +13,12 @@ use serde_json::json;
 use stampede_inventory::{Idempotency, Outcome, Refusal, Reservation, ReserveError};
 
 use stampede_store::orders::{self, Transition};
-use stampede_store::{OrderStatus, StoreError, now_ms};
+use stampede_store::{Db, OrderStatus, StoreError, now_ms};
 
 use super::error::ApiError;
 use super::json::{self, Json};
 use super::model::OrderBody;
+use super::pinning::{self, Pinned};
 use super::session::CurrentUser;
 use crate::App;
 
@@ -129,22 +130,30 @@ fn idempotency(headers: &HeaderMap, order: &NewOrder) -> Result<Option<Idempoten
 }
 
 /// `GET /api/v1/orders/{id}`: another user's order is `404`, like none.
+/// From a read replica unless the client just wrote (`pinning`).
 pub(crate) async fn get(
     State(app): State<Arc<App>>,
     CurrentUser(username): CurrentUser,
+    pinned: Pinned,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let order = orders::get_for_user(&app.db, &order_id, &username).await?;
-    let order = order.ok_or_else(|| not_found(&order_id))?;
+    let (order_id, username) = (&order_id, &username);
+    let find = |db: Db| async move { orders::get_for_user(&db, order_id, username).await };
+    let order = pinning::read(&app, pinned, find).await?;
+    let order = order.ok_or_else(|| not_found(order_id))?;
     Ok(json::response(StatusCode::OK, &OrderBody::from(&order)))
 }
 
-/// `GET /api/v1/orders`: the user's own, newest first.
+/// `GET /api/v1/orders`: the user's own, newest first; from a read
+/// replica unless the client just wrote (`pinning`).
 pub(crate) async fn list(
     State(app): State<Arc<App>>,
     CurrentUser(username): CurrentUser,
+    pinned: Pinned,
 ) -> Result<Response, ApiError> {
-    let orders = orders::list_for_user(&app.db, &username).await?;
+    let username = &username;
+    let list = |db: Db| async move { orders::list_for_user(&db, username).await };
+    let orders = pinning::read(&app, pinned, list).await?;
     let bodies: Vec<OrderBody<'_>> = orders.iter().map(OrderBody::from).collect();
     Ok(json::response(StatusCode::OK, &json!({ "orders": bodies })))
 }

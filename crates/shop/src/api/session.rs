@@ -68,13 +68,18 @@ fn session_failure(error: &SessionError) -> ApiError {
 
 /// The session token the request carries, if any.
 pub(crate) fn token(headers: &HeaderMap) -> Option<&str> {
+    cookie_value(headers, COOKIE_NAME)
+}
+
+/// The value of the request's cookie `name`, if it has a non-empty one.
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim_matches('"'))
         .filter(|value| !value.is_empty())
 }
@@ -101,7 +106,7 @@ pub(crate) async fn start(
         .store()
         .create(&hash(&token), username, ttl)
         .await?;
-    Ok(cookie(&token, ttl.as_secs(), secure))
+    Ok(cookie(COOKIE_NAME, &token, ttl.as_secs(), secure))
 }
 
 /// Ends the request's session, if any, on every node.
@@ -112,12 +117,12 @@ pub(crate) async fn end(app: &App, headers: &HeaderMap) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// A `Set-Cookie` value with the contract's flags.
-pub(crate) fn cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+/// A `Set-Cookie` value with the contract's flags (those of the session
+/// cookie, which every cookie of the shop shares).
+pub(crate) fn cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    let text = format!(
-        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_secs}{secure}"
-    );
+    let text =
+        format!("{name}={value}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_secs}{secure}");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -144,12 +149,12 @@ mod tests {
 
     #[test]
     fn cookies_carry_the_contracts_flags() {
-        let plain = cookie("t", 60, false);
+        let plain = cookie(COOKIE_NAME, "t", 60, false);
         assert_eq!(
             plain,
             "stampede_session=t; HttpOnly; SameSite=Lax; Path=/; Max-Age=60"
         );
-        let tls = cookie("t", 60, true);
+        let tls = cookie(COOKIE_NAME, "t", 60, true);
         assert!(tls.to_str().is_ok_and(|v| v.ends_with("; Secure")));
     }
 

@@ -10,6 +10,7 @@ mod process;
 pub(crate) mod redis;
 pub(crate) mod relay;
 pub(crate) mod shop;
+pub(crate) mod standby;
 
 pub(crate) use process::{Process, stampede};
 

@@ -177,6 +177,9 @@ pub(crate) struct Api {
     base: String,
     /// The `stampede_session` cookie, as `name=value`.
     pub(crate) cookie: Option<String>,
+    /// Every other cookie answers set (the read-your-writes pin), as
+    /// `name=value`.
+    others: Vec<String>,
     bearer: Option<String>,
 }
 
@@ -187,6 +190,7 @@ impl Api {
             client: client(),
             base: base.trim_end_matches('/').to_owned(),
             cookie: None,
+            others: Vec::new(),
             bearer: None,
         }
     }
@@ -207,8 +211,8 @@ impl Api {
         }
     }
 
-    /// Sends a request; `body` goes as JSON. Keeps a session cookie the
-    /// answer sets.
+    /// Sends a request; `body` goes as JSON. Keeps the cookies the answer
+    /// sets (a cookie set empty is dropped).
     pub(crate) async fn call(
         &mut self,
         method: Method,
@@ -241,8 +245,14 @@ impl Api {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
+        let jar: Vec<&str> = self
+            .cookie
+            .iter()
+            .chain(&self.others)
+            .map(String::as_str)
+            .collect();
+        if !jar.is_empty() {
+            request = request.header("cookie", jar.join("; "));
         }
         if let Some(token) = &self.bearer {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -258,11 +268,30 @@ impl Api {
             request = request.header(*name, *value);
         }
         let reply = send(&self.client, request.body(body).expect("request")).await;
-        if let Some(set) = reply.header("set-cookie") {
-            let pair = set.split(';').next().unwrap_or_default().to_owned();
-            self.cookie = pair.strip_suffix('=').is_none().then_some(pair);
+        for set in reply.headers.get_all("set-cookie") {
+            self.keep_cookie(set.to_str().unwrap_or_default());
         }
         reply
+    }
+
+    /// Stores the cookie of one `Set-Cookie` value.
+    fn keep_cookie(&mut self, set_cookie: &str) {
+        let pair = set_cookie.split(';').next().unwrap_or_default().trim();
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let kept = (!value.is_empty()).then(|| pair.to_owned());
+        if name == "stampede_session" {
+            self.cookie = kept;
+        } else {
+            self.forget_cookie(name);
+            self.others.extend(kept);
+        }
+    }
+
+    /// Drops the cookie `name` (other than the session's), as a browser
+    /// does when it expires.
+    pub(crate) fn forget_cookie(&mut self, name: &str) {
+        self.others
+            .retain(|c| c.split_once('=').map_or(c.as_str(), |(n, _)| n) != name);
     }
 
     /// `GET path`.
