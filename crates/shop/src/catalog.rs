@@ -6,6 +6,10 @@
 //! second instead of one per request: this is the sold-out flag that every
 //! node learns within a second.
 //!
+//! Loads go to a read replica at most half a second behind (see
+//! `stampede_store::replicas`); a value from a replica starts its second
+//! that replica's lag short, so the bound holds all the same.
+//!
 //! The cache has two levels (see [`two_level`]): the node's memory, and,
 //! with Redis, a level every node shares, so one node's load serves them
 //! all. Concurrent misses share one load. After this node commits a batch
@@ -19,7 +23,7 @@ use std::time::Duration;
 
 use stampede_redis::Redis;
 use stampede_store::products::{self, Product};
-use stampede_store::{Db, StoreError};
+use stampede_store::{Replicas, StoreError};
 
 mod two_level;
 
@@ -29,13 +33,19 @@ use two_level::TwoLevel;
 /// `stock_left` and `sold_out`.
 const FRESHNESS: Duration = Duration::from_secs(1);
 
+/// The most lag a replica may have to serve the catalogue, whatever the
+/// configured bound: what it leaves of [`FRESHNESS`] is how long the
+/// loaded value is kept, and a value kept for no time at all would send
+/// every read to the store.
+const USABLE_LAG: Duration = Duration::from_millis(500);
+
 /// The listing's one key.
 const EVERY_PRODUCT: &str = "all";
 
 /// The cached catalogue of one node.
 #[derive(Clone)]
 pub struct Catalog {
-    db: Db,
+    replicas: Replicas,
     products: Arc<TwoLevel<Option<Product>>>,
     listing: Arc<TwoLevel<Vec<Product>>>,
 }
@@ -47,14 +57,15 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// An empty catalogue over `db`, sharing loads through `redis` if any.
-    pub fn new(db: Db, redis: Option<&Redis>) -> Self {
+    /// An empty catalogue loading from `replicas` (or their primary),
+    /// sharing loads through `redis` if any.
+    pub fn new(replicas: Replicas, redis: Option<&Redis>) -> Self {
         // A bound keeps lookups of random unknown skus from growing the
         // cache without limit (unknown skus are cached as `None`).
         let products = TwoLevel::new(100_000, FRESHNESS, redis.cloned(), "product");
         let listing = TwoLevel::new(1, FRESHNESS, redis.cloned(), "products");
         Self {
-            db,
+            replicas,
             products: Arc::new(products),
             listing: Arc::new(listing),
         }
@@ -62,13 +73,19 @@ impl Catalog {
 
     /// One product, or `None` if there is no such sku.
     pub async fn product(&self, sku: &str) -> Result<Arc<Option<Product>>, Arc<StoreError>> {
-        let load = async { Ok((products::get(&self.db, sku).await?, Duration::ZERO)) };
+        let load =
+            self.replicas.read_within(
+                USABLE_LAG,
+                |db| async move { products::get(&db, sku).await },
+            );
         self.products.get_with(sku, load).await
     }
 
     /// Every product, by sku.
     pub async fn products(&self) -> Result<Arc<Vec<Product>>, Arc<StoreError>> {
-        let load = async { Ok((products::list(&self.db).await?, Duration::ZERO)) };
+        let load = self
+            .replicas
+            .read_within(USABLE_LAG, |db| async move { products::list(&db).await });
         self.listing.get_with(EVERY_PRODUCT, load).await
     }
 
@@ -92,10 +109,14 @@ impl Catalog {
         sold_out
     }
 
-    /// Forgets what a new product `sku` made wrong, on every node sharing
-    /// the cache: its unknown-sku entry and the listing.
-    pub async fn created(&self, sku: &str) {
-        self.products.forget(&[sku]).await;
+    /// Takes in a product just created on the primary, on every node
+    /// sharing the cache: its entry replaces a cached "no such sku" (a
+    /// replica may not have the row yet, so it is written, not reloaded),
+    /// and the listing is forgotten.
+    pub async fn created(&self, product: &Product) {
+        self.products
+            .put(&product.sku, Some(product.clone()), true)
+            .await;
         self.listing.forget(&[EVERY_PRODUCT]).await;
     }
 }

@@ -141,7 +141,7 @@ impl Shop {
             Some(url) => Some(Redis::connect(url, Timeouts::default())?),
             None => None,
         };
-        let catalog = Catalog::new(db.clone(), redis.as_ref());
+        let catalog = Catalog::new(replicas.clone(), redis.as_ref());
         if let Some(redis) = &redis {
             follow_sold_out(redis, &catalog);
         }

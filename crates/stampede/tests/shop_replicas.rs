@@ -223,3 +223,59 @@ async fn a_replica_that_goes_away_costs_no_errors_and_comes_back() {
     sale.replica_serves(Duration::from_secs(2)).await;
     sale.standby.resume().await;
 }
+
+/// How many scans the replica has counted on the products table.
+async fn product_scans(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut replica = sqlx::AnyConnection::connect(url)
+        .await
+        .expect("the replica");
+    let sql = "SELECT CAST(COALESCE(seq_scan, 0) + COALESCE(idx_scan, 0) AS BIGINT) \
+               FROM pg_stat_user_tables WHERE relname = 'products'";
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut replica)
+        .await
+        .expect("scan counts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn product_pages_load_from_a_replica_only_half_a_second_behind() {
+    // Order lists may come from a replica a minute behind; product pages,
+    // which the contract lets lag by a second at most, may not.
+    let Some(mut sale) = Sale::start("replica_max_lag = \"60s\"\n").await else {
+        return;
+    };
+    let page = format!("/api/v1/products/{SKU}");
+    let before = product_scans(sale.standby.url()).await;
+    // The entry the product's creation left on the node expires first.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(sale.reader.get(&page).await.status, 200);
+    let url = sale.standby.url().to_owned();
+    within(
+        Duration::from_secs(15),
+        "the replica to count the page's load",
+        async {
+            while product_scans(&url).await == before {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+
+    // Paused, the replica falls behind a rename on the primary: once it is
+    // half a second behind, pages load from the primary.
+    sale.standby.pause_caught_up(&sale.db.db).await;
+    sqlx::query("UPDATE products SET name = 'Renamed' WHERE sku = $1")
+        .bind(SKU)
+        .execute(sale.db.db.pool())
+        .await
+        .expect("rename on the primary");
+    let reader = &mut sale.reader;
+    within(Duration::from_secs(5), "the primary's name", async {
+        while reader.get(&page).await.json()["name"] != "Renamed" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    sale.standby.resume().await;
+}

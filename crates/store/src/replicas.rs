@@ -144,6 +144,12 @@ impl Replicas {
     /// round-robin order, whose lag is within the bound, or the primary
     /// when none is.
     pub fn stale_ok(&self) -> StaleRead<'_> {
+        self.stale_within(self.inner.max_lag)
+    }
+
+    /// [`Self::stale_ok`] for a reader with a tighter bound of its own:
+    /// only replicas within both `bound` and the configured lag.
+    pub fn stale_within(&self, bound: Duration) -> StaleRead<'_> {
         let inner = &*self.inner;
         let count = inner.replicas.len();
         let start = match count {
@@ -151,7 +157,8 @@ impl Replicas {
             _ => inner.next.fetch_add(1, Ordering::Relaxed) % count,
         };
         let now = Instant::now();
-        let picked = pick(count, start, inner.max_lag, |i| inner.replicas[i].lag(now));
+        let bound = bound.min(inner.max_lag);
+        let picked = pick(count, start, bound, |i| inner.replicas[i].lag(now));
         match picked {
             Some((i, lag)) => StaleRead {
                 db: &inner.replicas[i].db,
@@ -177,7 +184,20 @@ impl Replicas {
         F: Fn(Db) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let read = self.stale_ok();
+        self.read_within(self.inner.max_lag, query).await
+    }
+
+    /// [`Self::read_stale_ok`] where [`Self::stale_within`] `bound` says.
+    pub async fn read_within<T, F, Fut>(
+        &self,
+        bound: Duration,
+        query: F,
+    ) -> Result<(T, Duration), StoreError>
+    where
+        F: Fn(Db) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let read = self.stale_within(bound);
         match (query(read.db.clone()).await, read.replica) {
             (Ok(value), _) => Ok((value, read.lag)),
             (Err(StoreError::Unavailable(error)), Some(i)) => {

@@ -161,7 +161,7 @@ pub(crate) async fn create_product(
         }
         other => other?,
     };
-    app.catalog.created(&product.sku).await;
+    app.catalog.created(&product).await;
     Ok(json::response(
         StatusCode::CREATED,
         &ProductBody::from(&product),
