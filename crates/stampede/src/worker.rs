@@ -16,6 +16,15 @@ pub(crate) struct Args {
     #[arg(long)]
     database_url: String,
 
+    /// Store connections this worker may open (its pool's size).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
+    /// How long a query waits for a free connection (or a dead store)
+    /// before it fails and the job is retried later (e.g. `3s`).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    acquire_timeout: Duration,
+
     /// Jobs run at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -49,7 +58,12 @@ pub(crate) fn run(args: Args) -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let signals = Signals::install().context("installing signal handlers")?;
-    let db = Db::connect_lazy(&args.database_url, &DbOptions::default())?;
+    let options = DbOptions {
+        max_connections: args.max_connections,
+        acquire_timeout: args.acquire_timeout,
+        ..DbOptions::default()
+    };
+    let db = Db::connect_lazy(&args.database_url, &options)?;
     migrate::run(&db).await.context("migrating")?;
     let mut settings = Settings {
         queues: stampede_shop::jobs::QUEUES

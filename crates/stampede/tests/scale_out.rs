@@ -81,9 +81,10 @@ async fn three_nodes_and_two_workers_ride_out_a_redis_restart_mid_storm() {
     };
     let top = format!("redis_url = \"{}\"", redis.url());
     let cluster = Cluster::start_with(db, 3, &top, "").await;
+    let pool = ["--max-connections", "4"];
     let _workers = [
-        WorkerProcess::start(&cluster.db.url, "w1", &[]).await,
-        WorkerProcess::start(&cluster.db.url, "w2", &[]).await,
+        WorkerProcess::start(&cluster.db.url, "w1", &pool).await,
+        WorkerProcess::start(&cluster.db.url, "w2", &pool).await,
     ];
     let mut admin = cluster.admin();
     assert_eq!(admin.create_users("held", 1).await.status, 201);

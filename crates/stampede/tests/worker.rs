@@ -366,3 +366,13 @@ async fn sigterm_finishes_running_jobs_or_hands_them_back() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_worker_refuses_a_pool_without_connections() {
+    let mut command = support::stampede("worker");
+    command.args(["--database-url", "sqlite:///tmp/never.db"]);
+    command.args(["--max-connections", "0"]);
+    let run = support::run_to_end(command, "stampede worker").await;
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(run.stderr.contains("--max-connections"), "{}", run.stderr);
+}
