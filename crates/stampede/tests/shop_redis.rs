@@ -92,6 +92,7 @@ async fn without_redis_sessions_answer_503_and_come_back_with_it() {
     assert_eq!(login.status, 503, "{}", login.text());
     let products = Api::new(&base).get("/api/v1/products").await;
     assert_eq!(products.status, 200, "what needs no session still works");
+    assert_eq!(Api::new(&base).get("/readyz").await.status, 503);
 
     // Back (empty: it keeps nothing on disk): a new login works again.
     redis.restart().await;
@@ -107,6 +108,7 @@ async fn without_redis_sessions_answer_503_and_come_back_with_it() {
     )
     .await;
     assert_eq!(again.get("/api/v1/me").await.status, 200);
+    assert_eq!(again.get("/readyz").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

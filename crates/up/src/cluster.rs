@@ -132,7 +132,11 @@ fn gateway(plan: &Plan, shops: &[SocketAddr]) -> Result<Spec, UpError> {
 /// that cannot reach its store (`/readyz` fails) is taken out and eased
 /// back in; a request whose connection to a node failed goes to another.
 /// No passive ejection: a node shedding load answers `503 overloaded`, and
-/// ejecting it would pile its share onto the others.
+/// ejecting it would pile its share onto the others. When half the nodes or
+/// more fail `/readyz` at once, the cause is shared (the database or Redis
+/// is away), so the pool fails open (`panic_threshold`): each node still
+/// answers what it can without that store, such as product pages without
+/// Redis, and answers the rest `503` itself.
 fn gateway_toml(port: u16, shops: &[SocketAddr]) -> String {
     let backends: Vec<String> = shops.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
@@ -143,6 +147,7 @@ fn gateway_toml(port: u16, shops: &[SocketAddr]) -> String {
          [pools.shop]\n\
          strategy = \"least-conn\"\n\
          slow_start = \"10s\"\n\
+         panic_threshold = 0.5\n\
          backends = [{}]\n\n\
          [pools.shop.health_check]\n\
          path = \"/readyz\"\n\
@@ -266,6 +271,7 @@ mod tests {
         assert_eq!(backends, addrs);
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
         assert!(pool.health_check.is_some() && pool.retries.is_some());
+        assert!((pool.panic_threshold - 0.5).abs() < f64::EPSILON);
     }
 
     #[test]

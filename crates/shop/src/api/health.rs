@@ -1,5 +1,6 @@
-//! `/healthz` (the process serves) and `/readyz` (it can reach its store).
-//! Neither touches a table, so probes never compete with a sale.
+//! `/healthz` (the process serves) and `/readyz` (it can reach its stores:
+//! the database, and Redis when sessions live there). Neither touches a
+//! table, so probes never compete with a sale.
 
 use std::sync::Arc;
 
@@ -19,7 +20,14 @@ pub(crate) async fn healthz() -> Response {
 
 /// `GET /readyz`.
 pub(crate) async fn readyz(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
-    if app.db.is_reachable().await {
+    let redis = async {
+        match &app.redis {
+            Some(redis) => redis.ping().await.is_ok(),
+            None => true,
+        }
+    };
+    let (db, redis) = tokio::join!(app.db.is_reachable(), redis);
+    if db && redis {
         Ok(json::response(
             StatusCode::OK,
             &json!({ "status": "ready" }),
