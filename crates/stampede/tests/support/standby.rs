@@ -287,7 +287,7 @@ async fn write_config(base: &Path, port: u16, primary: &Db) {
 }
 
 /// `url` with its host and port replaced by 127.0.0.1:`port`.
-fn on_port(url: &str, port: u16) -> String {
+pub(crate) fn on_port(url: &str, port: u16) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let end = url[start..].find('/').map_or(url.len(), |i| start + i);
     let authority = &url[start..end];
@@ -307,7 +307,7 @@ fn is_root() -> bool {
 }
 
 /// `program args`, as the `postgres` user when the tests run as root.
-fn run_as_postgres(program: &Path, args: &[&str]) -> Output {
+pub(crate) fn run_as_postgres(program: &Path, args: &[&str]) -> Output {
     let mut command = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
@@ -322,7 +322,7 @@ fn run_as_postgres(program: &Path, args: &[&str]) -> Output {
 }
 
 /// Makes `dir` the `postgres` user's, when the tests run as root.
-fn give_to_postgres(dir: &Path) {
+pub(crate) fn give_to_postgres(dir: &Path) {
     if is_root() {
         let status = Command::new("chown")
             .args(["-R", "postgres:postgres"])
