@@ -36,4 +36,4 @@ pub use db::{Db, DbOptions, Dialect, now_ms, placeholders};
 pub use error::StoreError;
 pub use orders::{Order, OrderStatus};
 pub use products::Product;
-pub use replicas::{Replicas, StaleRead};
+pub use replicas::Replicas;

@@ -3,11 +3,12 @@
 //!
 //! A [`Replicas`] handle holds the primary's [`Db`] and one per replica.
 //! Writes, the hot path and every read that must see the latest commit use
-//! [`Replicas::primary`]. A read that tolerates staleness asks
-//! [`Replicas::stale_ok`] (or [`Replicas::read_stale_ok`], which also
-//! retries on the primary): it gets a replica that is fresh enough,
-//! round-robin among them, or else the primary, together with a bound on
-//! how old the data it reads there can be.
+//! [`Replicas::primary`]. A read that tolerates staleness goes through
+//! [`Replicas::read_stale_ok`] (or [`Replicas::read_within`], for a tighter
+//! bound): it runs on a replica that is fresh enough, round-robin among
+//! them, or else on the primary, and comes back with a bound on how old the
+//! data it read there can be. A replica that fails it is retried on the
+//! primary.
 //!
 //! # How the lag is measured
 //!
@@ -63,30 +64,14 @@ struct Inner {
 
 /// Where a stale-ok read goes, and how old the data there may be.
 #[derive(Debug, Clone, Copy)]
-pub struct StaleRead<'a> {
+struct StaleRead<'a> {
     db: &'a Db,
+    /// An upper bound on how old the data read from `db` is right now:
+    /// every commit acknowledged more than `lag` ago is there.
+    /// `Duration::ZERO` for the primary.
     lag: Duration,
     /// The replica's index; `None` for the primary.
     replica: Option<usize>,
-}
-
-impl<'a> StaleRead<'a> {
-    /// The pool to read from.
-    pub fn db(&self) -> &'a Db {
-        self.db
-    }
-
-    /// An upper bound on how old the data read from [`Self::db`] is right
-    /// now: every commit acknowledged more than `lag` ago is there.
-    /// `Duration::ZERO` for the primary.
-    pub fn lag(&self) -> Duration {
-        self.lag
-    }
-
-    /// True when the read goes to a replica.
-    pub fn is_replica(&self) -> bool {
-        self.replica.is_some()
-    }
 }
 
 impl Replicas {
@@ -141,15 +126,9 @@ impl Replicas {
     }
 
     /// Where to send a read that may be stale: the next replica, in
-    /// round-robin order, whose lag is within the bound, or the primary
-    /// when none is.
-    pub fn stale_ok(&self) -> StaleRead<'_> {
-        self.stale_within(self.inner.max_lag)
-    }
-
-    /// [`Self::stale_ok`] for a reader with a tighter bound of its own:
-    /// only replicas within both `bound` and the configured lag.
-    pub fn stale_within(&self, bound: Duration) -> StaleRead<'_> {
+    /// round-robin order, whose lag is within both `bound` and the
+    /// configured bound, or the primary when none is.
+    fn stale_within(&self, bound: Duration) -> StaleRead<'_> {
         let inner = &*self.inner;
         let count = inner.replicas.len();
         let start = match count {
@@ -173,9 +152,11 @@ impl Replicas {
         }
     }
 
-    /// Runs `query` where [`Self::stale_ok`] says; returns its result and
-    /// the lag of where it ran (see [`StaleRead::lag`]). If a replica turns
-    /// out to be unreachable, it is marked down (until a check finds it
+    /// Runs `query` on a replica within the configured lag, or else the
+    /// primary; returns its result and the lag of where it ran (an upper
+    /// bound on how old what it read may be: every commit acknowledged
+    /// more than that long ago was there; zero on the primary). If a
+    /// replica turns out to be unreachable, it is marked down (until a check finds it
     /// up) and `query` runs again on the primary: a replica going away
     /// costs latency, not errors. (`query` gets its own handle, a cheap
     /// clone, so that its future borrows nothing from this call.)
@@ -187,7 +168,8 @@ impl Replicas {
         self.read_within(self.inner.max_lag, query).await
     }
 
-    /// [`Self::read_stale_ok`] where [`Self::stale_within`] `bound` says.
+    /// [`Self::read_stale_ok`] for a reader with a tighter bound of its own:
+    /// only replicas within both `bound` and the configured lag.
     pub async fn read_within<T, F, Fut>(
         &self,
         bound: Duration,
@@ -514,7 +496,7 @@ mod tests {
         let none = Replicas::new(sqlite, &[], &options, ms(1)).expect("no replicas");
         assert!(!none.has_replicas());
         assert!(
-            !none.stale_ok().is_replica(),
+            none.stale_within(Duration::MAX).replica.is_none(),
             "everything reads the primary"
         );
 
@@ -539,7 +521,7 @@ mod tests {
         // As if a check had just found it current (the monitor has not run
         // yet: nothing awaited on this single-threaded runtime).
         replicas.inner.replicas[0].update(Health::Fresh, Some(Instant::now()));
-        assert!(replicas.stale_ok().is_replica());
+        assert!(replicas.stale_within(Duration::MAX).replica.is_some());
         let one = |db: Db| async move {
             let one = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(db.pool());
             Ok(one.await?)
@@ -549,7 +531,10 @@ mod tests {
             .await
             .expect("the primary answers");
         assert_eq!(answer, (1, Duration::ZERO));
-        assert!(!replicas.stale_ok().is_replica(), "marked down");
+        assert!(
+            replicas.stale_within(Duration::MAX).replica.is_none(),
+            "marked down"
+        );
     }
 
     /// The primary over time: positions after each step, with how long the
