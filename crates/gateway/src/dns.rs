@@ -72,8 +72,10 @@ struct Entry {
     pool: Arc<Pool>,
     answer: DnsAnswer,
     when_all_down: WhenAllDown,
-    /// Turns of the `all` rotation.
-    turn: AtomicUsize,
+    /// Turns of the `all` rotation, IPv4's and IPv6's: one counter for
+    /// both would, for clients asking A then AAAA, advance each family's
+    /// list by two and leave half of its orders unseen.
+    turns: [AtomicUsize; 2],
 }
 
 /// What a query gets.
@@ -101,7 +103,7 @@ impl Names {
                     pool: Arc::clone(pool),
                     answer: entry.answer,
                     when_all_down: entry.when_all_down,
-                    turn: AtomicUsize::new(0),
+                    turns: Default::default(),
                 })
             })
             .collect();
@@ -126,6 +128,12 @@ impl Names {
             RecordType::AAAA => false,
             _ => return Answer::Addresses(Vec::new()),
         };
+        // Before any pick: a pick thrown away for the other family would
+        // still move the strategy on, and a client asking A and AAAA in
+        // turn could then always get the same A over round-robin.
+        if !entry.pool.backends.iter().any(|b| b.addr.is_ipv4() == v4) {
+            return Answer::Addresses(Vec::new());
+        }
         let Some(backends) = entry.backends(client) else {
             return Answer::ServFail;
         };
@@ -137,7 +145,7 @@ impl Names {
             }
         }
         if entry.answer == DnsAnswer::All && !addresses.is_empty() {
-            let turn = entry.turn.fetch_add(1, Ordering::Relaxed);
+            let turn = entry.turns[usize::from(v4)].fetch_add(1, Ordering::Relaxed);
             let n = addresses.len();
             addresses.rotate_left(turn % n);
         }
@@ -405,6 +413,30 @@ mod tests {
         assert!(picks.iter().all(|p| p.len() == 1), "{picks:?}");
         let distinct: BTreeSet<_> = picks.into_iter().flatten().collect();
         assert_eq!(distinct.len(), 3, "round-robin goes round");
+    }
+
+    #[test]
+    fn asking_for_the_other_family_moves_neither_the_rotation_nor_the_strategy() {
+        let two = r#"["127.0.0.1:80", "127.0.0.2:80"]"#;
+        for keys in ["", "answer = \"pick\""] {
+            let names = names(two, keys);
+            let mut firsts = BTreeSet::new();
+            for _ in 0..2 {
+                firsts.insert(addresses(&names, RecordType::A)[0]);
+                assert!(addresses(&names, RecordType::AAAA).is_empty());
+            }
+            assert_eq!(firsts.len(), 2, "{keys}: both lead in turn");
+        }
+        let mixed = names(
+            r#"["127.0.0.1:80", "127.0.0.2:80", "[::1]:80", "[::2]:80"]"#,
+            "",
+        );
+        let mut firsts = BTreeSet::new();
+        for _ in 0..2 {
+            firsts.insert(addresses(&mixed, RecordType::A)[0]);
+            firsts.insert(addresses(&mixed, RecordType::AAAA)[0]);
+        }
+        assert_eq!(firsts.len(), 4, "each family rotates on its own");
     }
 
     #[test]
