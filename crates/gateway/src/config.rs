@@ -46,6 +46,64 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolConfig>,
     /// Which pool serves which Host and path prefix; the most specific wins.
     pub routes: Vec<RouteConfig>,
+    /// The authoritative DNS responder (see the gateway's `dns` module);
+    /// none when absent.
+    #[serde(default)]
+    pub dns: Option<DnsConfig>,
+}
+
+/// `[dns]`: names answered with the healthy backends of a pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Where queries arrive, over UDP and TCP on the same port.
+    #[serde(default = "defaults::dns_listen", deserialize_with = "de::socket_addr")]
+    pub listen: SocketAddr,
+    /// The TTL of every answer: short, so that resolvers follow health.
+    #[serde(default = "defaults::dns_ttl", deserialize_with = "de::duration")]
+    pub ttl: Duration,
+    /// The names answered, each with its pool.
+    pub names: Vec<DnsNameConfig>,
+}
+
+/// `[[dns.names]]`: one name and the pool whose backends answer it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsNameConfig {
+    /// The name, answered authoritatively (`shop.example.com`).
+    #[serde(deserialize_with = "de::dns_name")]
+    pub name: hickory_server::proto::rr::Name,
+    /// The pool whose backends are the answer.
+    pub pool: String,
+    /// Every backend in rotation, or the strategy's pick.
+    #[serde(default)]
+    pub answer: DnsAnswer,
+    /// What to answer while no backend of the pool is in rotation.
+    #[serde(default)]
+    pub when_all_down: WhenAllDown,
+}
+
+/// What a DNS answer holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsAnswer {
+    /// Every backend in rotation, the list rotated by one per query.
+    #[default]
+    All,
+    /// The one backend the pool's strategy picks for the querier's address.
+    Pick,
+}
+
+/// The answer while a pool has no backend in rotation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenAllDown {
+    /// Every backend of the pool: clients try them rather than get nothing
+    /// (a health check can be wrong; the backends may still serve).
+    #[default]
+    All,
+    /// `SERVFAIL`: resolvers try another server or report the failure.
+    Servfail,
 }
 
 /// Limits on client requests, each answered with its own status code.
@@ -446,6 +504,12 @@ mod defaults {
     pub(super) fn queue_timeout() -> Duration {
         Duration::from_secs(1)
     }
+    pub(super) fn dns_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 5353))
+    }
+    pub(super) fn dns_ttl() -> Duration {
+        Duration::from_secs(5)
+    }
     pub(super) fn path_prefix() -> String {
         "/".to_owned()
     }
@@ -619,6 +683,10 @@ impl Config {
                 ));
             }
         }
+        if let Some(dns) = &self.dns {
+            dns.validate(&self.pools)
+                .map_err(|(key, problem)| (format!("dns.{key}"), problem))?;
+        }
         if self.limits.max_header_bytes < 8192 {
             return Err((
                 "limits.max_header_bytes".into(),
@@ -626,6 +694,62 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+}
+
+/// The longest DNS TTL: answers must follow health, and a day is already
+/// far beyond that.
+const MAX_DNS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl DnsConfig {
+    /// Checks the names against the pools; the key returned is relative to
+    /// `dns`.
+    fn validate(&self, pools: &BTreeMap<String, PoolConfig>) -> Result<(), (String, String)> {
+        if self.ttl.subsec_nanos() != 0 || self.ttl > MAX_DNS_TTL {
+            return Err((
+                "ttl".into(),
+                "must be whole seconds, at most 24h (a TTL has no fractions)".into(),
+            ));
+        }
+        if self.names.is_empty() {
+            return Err((
+                "names".into(),
+                "no names; add at least one [[dns.names]]".into(),
+            ));
+        }
+        for (i, entry) in self.names.iter().enumerate() {
+            if let Some(first) = self.names[..i].iter().position(|n| n.name == entry.name) {
+                return Err((
+                    format!("names[{i}].name"),
+                    format!("`{}` is already dns.names[{first}]", entry.name),
+                ));
+            }
+            let Some(pool) = pools.get(&entry.pool) else {
+                let known: Vec<&str> = pools.keys().map(String::as_str).collect();
+                return Err((
+                    format!("names[{i}].pool"),
+                    format!(
+                        "no pool named `{}` (pools: {})",
+                        entry.pool,
+                        known.join(", ")
+                    ),
+                ));
+            };
+            // Each query asks for one family and is picked for on its own:
+            // over a mixed pool, the A and the AAAA query of one client
+            // could both pick a backend of the other family and get nothing.
+            let families = |v4| pool.backends.iter().any(|b| b.address.is_ipv4() == v4);
+            if entry.answer == DnsAnswer::Pick && families(true) && families(false) {
+                return Err((
+                    format!("names[{i}].answer"),
+                    format!(
+                        "`pick` needs a pool of one address family; pool `{}` mixes IPv4 and IPv6 (use `all`)",
+                        entry.pool
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

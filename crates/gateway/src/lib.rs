@@ -27,6 +27,8 @@
 //! - `forwarded`: client address, `X-Forwarded-*`/`Forwarded`, hop-by-hop headers.
 //! - `body`: streaming bodies with their limits and deadlines.
 //! - `upgrade`: WebSocket pass-through.
+//! - `dns`: the authoritative DNS responder answering configured names
+//!   with a pool's backends in rotation.
 //! - `admin`, [`telemetry`]: the admin listener and the metrics it serves.
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ mod admission;
 mod body;
 pub mod config;
 mod connection;
+mod dns;
 mod ejection;
 mod error;
 mod fields;
@@ -64,6 +67,8 @@ pub(crate) struct Shared {
     router: route::Router,
     pools: Vec<Arc<pool::Pool>>,
     trusted: forwarded::TrustedProxies,
+    /// The names the DNS responder answers, when `[dns]` is configured.
+    dns: Option<dns::Names>,
 }
 
 impl Shared {
@@ -96,8 +101,10 @@ impl Shared {
                 Some(route::Route::new(route, Arc::clone(pool), old))
             })
             .collect::<Result<_, _>>()?;
+        let dns = config.dns.as_ref().map(|dns| dns::Names::new(dns, &pools));
         Ok(Self {
             router: route::Router::new(routes),
+            dns,
             pools: pools.into_iter().map(|(_, pool)| pool).collect(),
             trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
             config,

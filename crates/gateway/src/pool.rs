@@ -261,18 +261,47 @@ impl Pool {
     /// When too few primaries are in rotation (below the panic threshold),
     /// the next primary in turn that is not drained, healthy or not.
     fn panic_pick(&self) -> Option<usize> {
-        if self.panic_threshold <= 0.0 {
+        if !self.failing_open() {
             return None;
         }
         let primaries = &self.backends[..self.primaries];
-        let available = primaries.iter().filter(|b| b.is_available()).count();
-        if available as f64 >= self.panic_threshold * primaries.len() as f64 {
-            return None;
-        }
         let turn = self.panic_turn.fetch_add(1, Ordering::Relaxed);
         (0..primaries.len())
             .map(|step| (turn + step) % primaries.len())
             .find(|&i| !primaries[i].is_out(Out::Draining))
+    }
+
+    /// Whether fewer primaries are in rotation than the panic threshold
+    /// asks for, so that the pool fails open.
+    fn failing_open(&self) -> bool {
+        if self.panic_threshold <= 0.0 {
+            return false;
+        }
+        let primaries = &self.backends[..self.primaries];
+        let available = primaries.iter().filter(|b| b.is_available()).count();
+        (available as f64) < self.panic_threshold * primaries.len() as f64
+    }
+
+    /// Every backend that [`Pool::choose`] may pick now, in the pool's
+    /// order: the available primaries, or while there is none the
+    /// available backups; while the pool fails open, every primary that
+    /// is not drained. Empty when nothing is in rotation.
+    pub(crate) fn in_rotation(&self) -> Vec<&Arc<Backend>> {
+        let (primaries, backups) = self.backends.split_at(self.primaries);
+        if self.failing_open() {
+            return primaries
+                .iter()
+                .filter(|b| !b.is_out(Out::Draining))
+                .collect();
+        }
+        fn available(set: &[Arc<Backend>]) -> Vec<&Arc<Backend>> {
+            set.iter().filter(|b| b.is_available()).collect()
+        }
+        let in_rotation = available(primaries);
+        if in_rotation.is_empty() {
+            return available(backups);
+        }
+        in_rotation
     }
 
     /// The `Set-Cookie` that pins a client to backend `index`, unless the
@@ -382,6 +411,38 @@ mod tests {
         assert!((0..20).all(|_| pick(&pool) == 2), "only the backup");
         pool.backends[0].set_out(Out::Unhealthy, false);
         assert!((0..20).all(|_| pick(&pool) == 0), "a primary is back");
+    }
+
+    #[test]
+    fn in_rotation_is_what_choose_may_pick() {
+        let pool = pool_with(
+            "panic_threshold = 0.5",
+            r#"["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003", { address = "127.0.0.1:9004", backup = true }]"#,
+        );
+        let ids = |pool: &Pool| -> Vec<String> {
+            pool.in_rotation().iter().map(|b| b.id.clone()).collect()
+        };
+        assert_eq!(
+            ids(&pool),
+            ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"]
+        );
+        pool.set_out(0, Out::Ejected, true);
+        assert_eq!(ids(&pool), ["127.0.0.1:9002", "127.0.0.1:9003"]);
+        pool.set_out(1, Out::Unhealthy, true);
+        pool.set_out(2, Out::Draining, true);
+        assert_eq!(
+            ids(&pool),
+            ["127.0.0.1:9001", "127.0.0.1:9002"],
+            "failing open: every primary not drained"
+        );
+        let no_panic = pool_with(
+            "",
+            r#"["127.0.0.1:9001", { address = "127.0.0.1:9004", backup = true }]"#,
+        );
+        no_panic.set_out(0, Out::Unhealthy, true);
+        assert_eq!(ids(&no_panic), ["127.0.0.1:9004"], "the backup");
+        no_panic.set_out(1, Out::Unhealthy, true);
+        assert!(no_panic.in_rotation().is_empty());
     }
 
     #[test]

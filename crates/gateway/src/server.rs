@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch};
 use crate::Shared;
 use crate::config::{Config, Limits};
 use crate::proxy::Proxy;
-use crate::{admin, connection, health};
+use crate::{admin, connection, dns, health};
 
 /// How often a worker closes backend connections idle past their pool's
 /// `idle_timeout`.
@@ -95,6 +95,7 @@ pub enum ReloadError {
 pub struct Gateway {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    dns_addr: Option<SocketAddr>,
     /// The current shared state; a reload sends the next.
     current: watch::Sender<Arc<Shared>>,
     shutdown: watch::Sender<bool>,
@@ -129,6 +130,15 @@ impl Gateway {
                 admin::serve(listener, follow, stop)
             })?);
         }
+        let mut dns_addr = None;
+        if let Some(dns) = &config.dns {
+            let sockets = dns::bind(dns.listen)?;
+            dns_addr = Some(sockets.local_addr().map_err(StartError::Runtime)?);
+            let (follow, stop) = (follow.clone(), watch_shutdown.clone());
+            threads.push(spawn_thread("stampede-dns", move || {
+                dns::serve(sockets, follow, stop)
+            })?);
+        }
         // Always started: a reload may add checks to a gateway that had none.
         let (health_follow, stop) = (follow.clone(), watch_shutdown.clone());
         threads.push(spawn_thread("stampede-health", move || {
@@ -140,10 +150,11 @@ impl Gateway {
                 worker(listener, follow, stop)
             })?);
         }
-        tracing::info!(%addr, admin = ?admin_addr, workers = threads.len(), "Gateway listening.");
+        tracing::info!(%addr, admin = ?admin_addr, dns = ?dns_addr, workers = threads.len(), "Gateway listening.");
         Ok(Self {
             addr,
             admin_addr,
+            dns_addr,
             current,
             shutdown,
             threads,
@@ -172,6 +183,11 @@ impl Gateway {
         self.admin_addr
     }
 
+    /// The DNS responder's address (UDP and TCP), if `[dns]` is configured.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
+    }
+
     /// Stops accepting, drains in-flight requests up to the drain timeout,
     /// and waits for every thread to finish.
     pub fn shutdown(self) {
@@ -184,7 +200,8 @@ impl Gateway {
 
 /// Refuses a configuration that changes what was fixed at start.
 fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> {
-    let fixed: [(&'static str, String, String); 3] = [
+    let dns_listen = |config: &Config| format!("{:?}", config.dns.as_ref().map(|d| d.listen));
+    let fixed: [(&'static str, String, String); 4] = [
         (
             "listen",
             running.listen.to_string(),
@@ -195,6 +212,7 @@ fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> 
             format!("{:?}", running.admin_listen),
             format!("{:?}", next.admin_listen),
         ),
+        ("dns.listen", dns_listen(running), dns_listen(next)),
         (
             "workers",
             running.worker_threads().to_string(),
@@ -354,4 +372,31 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(limits.idle_timeout / 2)
         .keep_alive_timeout(Duration::from_secs(20));
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let toml = format!(
+            "routes = [{{ pool = \"web\" }}]\n[pools.web]\nbackends = [\"127.0.0.1:9001\"]\n{extra}"
+        );
+        Config::from_toml(&toml, "test.toml").expect("config")
+    }
+
+    #[test]
+    fn a_reload_may_change_dns_names_but_not_where_dns_listens() {
+        let dns = |listen: &str, name: &str| {
+            config(&format!(
+                "[dns]\nlisten = \"{listen}\"\n[[dns.names]]\nname = \"{name}\"\npool = \"web\"\n"
+            ))
+        };
+        let running = dns("127.0.0.1:5353", "a.test");
+        assert!(needs_no_restart(&running, &dns("127.0.0.1:5353", "b.test")).is_ok());
+        for next in [dns("127.0.0.1:5354", "a.test"), config("")] {
+            let error = needs_no_restart(&running, &next).expect_err("a restart");
+            assert!(error.to_string().contains("`dns.listen`"), "{error}");
+        }
+    }
 }

@@ -8,6 +8,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::LowerName;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -33,6 +35,9 @@ pub const RETRIES_REFUSED: &str = "stampede_gateway_retries_refused_total";
 pub const ADMISSION_REFUSED: &str = "stampede_gateway_admission_refused_total";
 /// Visitors waiting in a route's waiting room, by `pool`.
 pub const WAITING_ROOM_WAITING: &str = "stampede_gateway_waiting_room_waiting";
+/// DNS queries answered, by `name` (fully qualified, `none` for names not
+/// served) and `rcode` (`NOERROR`, `REFUSED`, `SERVFAIL`, ...).
+pub const DNS_QUERIES: &str = "stampede_gateway_dns_queries_total";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
 
@@ -141,6 +146,25 @@ impl BackendMetrics {
     /// Marks a backend connection open until the guard drops.
     pub(crate) fn connection(&self) -> GaugeGuard {
         GaugeGuard::new(self.connections.clone())
+    }
+}
+
+/// Counts one DNS query: its name when it is one the gateway serves (any
+/// other would let clients grow the label set without bound).
+pub(crate) fn dns_query(name: Option<&LowerName>, rcode: ResponseCode) {
+    let name = name.map_or_else(|| "none".to_owned(), |n| n.to_string());
+    counter!(DNS_QUERIES, "name" => name, "rcode" => rcode_label(rcode)).increment(1);
+}
+
+/// The mnemonic of a response code, as `dig` prints it.
+fn rcode_label(rcode: ResponseCode) -> &'static str {
+    match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        _ => "OTHER",
     }
 }
 

@@ -115,6 +115,9 @@ fn serve(config: Config, args: &Args) -> anyhow::Result<()> {
     if let Some(admin) = gateway.admin_addr() {
         println!("admin (metrics) on http://{admin}/metrics");
     }
+    if let Some(dns) = gateway.dns_addr() {
+        println!("dns on {dns} (udp and tcp)");
+    }
     runtime.block_on(follow(&gateway, args, signals, hangups));
     tracing::info!("Shutting down: draining in-flight requests.");
     gateway.shutdown();

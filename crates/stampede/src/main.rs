@@ -70,6 +70,12 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(filter: &str) {
+    // hickory-server logs every DNS query at info: an access log, which the
+    // HTTP path does not keep either. Quiet unless the filter asks for it.
+    let filter = match filter.contains("hickory") {
+        true => filter.to_owned(),
+        false => format!("{filter},hickory_server=warn"),
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -2,6 +2,7 @@
 //! from `stampede_config::de`), each failing with a message that says what
 //! was expected.
 
+use hickory_server::proto::rr::Name;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error};
 use stampede_balance::StrategyKind;
@@ -14,6 +15,22 @@ use super::{BackendConfig, HashOn};
 
 pub(super) fn strategy<'de, D: Deserializer<'de>>(d: D) -> Result<StrategyKind, D::Error> {
     parse(d, str::parse::<StrategyKind>)
+}
+
+/// A DNS name such as `shop.example.com` (the final dot optional), made
+/// fully qualified; names compare case-insensitively.
+pub(super) fn dns_name<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+    parse(d, |text| {
+        let mut name =
+            Name::from_ascii(text).map_err(|e| format!("`{text}` is not a DNS name: {e}"))?;
+        if name.is_root() || name.is_wildcard() {
+            return Err(format!(
+                "`{text}`: expected a host name such as shop.example.com"
+            ));
+        }
+        name.set_fqdn(true);
+        Ok(name)
+    })
 }
 
 pub(super) fn hash_on<'de, D: Deserializer<'de>>(d: D) -> Result<HashOn, D::Error> {

@@ -384,3 +384,107 @@ fn a_waiting_room_needs_a_concurrency_limit_and_bad_values_are_named() {
         assert!(e.contains(key), "{keys}: {e}");
     }
 }
+
+/// `GOOD` with a `[dns]` table of these lines and one name of these keys.
+fn dns(table: &str, name_keys: &str) -> String {
+    format!("{GOOD}[dns]\n{table}\n[[dns.names]]\n{name_keys}\n")
+}
+
+#[test]
+fn dns_gets_short_defaults_and_names_are_fully_qualified() {
+    let config =
+        Config::from_toml(&dns("", "name = \"Shop.Example.com\"\npool = \"web\""), "t").unwrap();
+    let dns = config.dns.expect("dns");
+    assert_eq!(dns.listen, "127.0.0.1:5353".parse().unwrap());
+    assert_eq!(dns.ttl, Duration::from_secs(5));
+    let name = &dns.names[0];
+    assert!(name.name.is_fqdn());
+    assert_eq!(
+        name.name,
+        hickory_server::proto::rr::Name::from_ascii("shop.example.com.").unwrap()
+    );
+    assert_eq!(
+        (name.answer, name.when_all_down),
+        (DnsAnswer::All, WhenAllDown::All)
+    );
+    assert!(
+        Config::from_toml(GOOD, "t").unwrap().dns.is_none(),
+        "off by default"
+    );
+}
+
+#[test]
+fn bad_dns_values_are_named() {
+    let good = "name = \"shop.test\"\npool = \"web\"";
+    for (table, keys, key, problem) in [
+        (
+            "",
+            "name = \"shop.test\"\npool = \"api\"",
+            "dns.names[0].pool",
+            "`api`",
+        ),
+        (
+            "",
+            "name = \"a..b\"\npool = \"web\"",
+            "dns.names[0].name",
+            "not a DNS name",
+        ),
+        (
+            "",
+            "name = \"*.shop.test\"\npool = \"web\"",
+            "dns.names[0].name",
+            "host name",
+        ),
+        (
+            "",
+            &format!("{good}\nanswer = \"first\""),
+            "dns.names[0].answer",
+            "all",
+        ),
+        (
+            "",
+            &format!("{good}\nwhen_all_down = \"none\""),
+            "dns.names[0].when_all_down",
+            "servfail",
+        ),
+        ("ttl = \"1500ms\"", good, "dns.ttl", "whole seconds"),
+        ("ttl = \"2d\"", good, "dns.ttl", "24h"),
+        ("listen = \"nowhere\"", good, "dns.listen", "HOST:PORT"),
+        ("colour = 1", good, "dns", "colour"),
+    ] {
+        let e = error(&dns(table, keys));
+        assert!(
+            e.contains(key) && e.contains(problem),
+            "{table} {keys}: {e}"
+        );
+    }
+    let twice = format!(
+        "{}[[dns.names]]\nname = \"SHOP.test.\"\npool = \"web\"\n",
+        dns("", good)
+    );
+    let e = error(&twice);
+    assert!(
+        e.contains("dns.names[1].name") && e.contains("dns.names[0]"),
+        "{e}"
+    );
+    let none = format!("{GOOD}[dns]\nnames = []\n");
+    let e = error(&none);
+    assert!(e.contains("dns.names") && e.contains("no names"), "{e}");
+}
+
+#[test]
+fn a_dns_pick_needs_a_pool_of_one_family() {
+    let mixed = GOOD.replace("\"127.0.0.1:9001\"", "\"[::1]:9001\"");
+    let keys = "name = \"shop.test\"\npool = \"web\"\nanswer = \"pick\"";
+    let e = error(&format!("{mixed}[dns]\n[[dns.names]]\n{keys}\n"));
+    assert!(
+        e.contains("dns.names[0].answer") && e.contains("mixes"),
+        "{e}"
+    );
+    assert!(Config::from_toml(&dns("", keys), "t").is_ok(), "IPv4 only");
+    let all = format!("{mixed}[dns]\n[[dns.names]]\nname = \"shop.test\"\npool = \"web\"\n");
+    assert!(
+        Config::from_toml(&all, "t").is_ok(),
+        "`all` over both families"
+    );
+}

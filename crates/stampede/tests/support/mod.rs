@@ -688,6 +688,8 @@ pub(crate) struct Gateway {
     pub(crate) addr: SocketAddr,
     /// The admin listener, when configured.
     pub(crate) admin: Option<SocketAddr>,
+    /// The DNS responder (UDP and TCP), when `[dns]` is configured.
+    pub(crate) dns: Option<SocketAddr>,
     config: Option<TempFile>,
 }
 
@@ -699,7 +701,7 @@ impl Gateway {
             .args(["--listen", "127.0.0.1:0", "--workers", "2"])
             .args(args);
         let admin = args.iter().any(|a| a == "--admin-listen");
-        Self::spawn(command, admin, None).await
+        Self::spawn(command, admin, false, None).await
     }
 
     /// Quick flags: these backends and this strategy.
@@ -723,13 +725,13 @@ impl Gateway {
         let file = TempFile::new("toml", toml);
         let mut command = stampede("gateway");
         command.arg("--config").arg(&file.0).args(args);
-        let admin = toml
-            .lines()
-            .any(|l| l.trim_start().starts_with("admin_listen"));
-        Self::spawn(command, admin, Some(file)).await
+        let starts = |key: &str| toml.lines().any(|l| l.trim_start().starts_with(key));
+        Self::spawn(command, starts("admin_listen"), starts("[dns]"), Some(file)).await
     }
 
-    async fn spawn(command: Command, admin: bool, config: Option<TempFile>) -> Gateway {
+    /// Starts `command` and reads the addresses it prints: the listener's,
+    /// then the admin listener's and the DNS responder's when asked for.
+    async fn spawn(command: Command, admin: bool, dns: bool, config: Option<TempFile>) -> Gateway {
         let mut process = Process::spawn(command, "gateway");
         let addr = process
             .addr_after("stampede gateway listening on http://")
@@ -738,10 +740,15 @@ impl Gateway {
             false => None,
             true => Some(process.admin_addr().await),
         };
+        let dns = match dns {
+            false => None,
+            true => Some(process.addr_after("dns on ").await),
+        };
         Gateway {
             process,
             addr,
             admin,
+            dns,
             config,
         }
     }
