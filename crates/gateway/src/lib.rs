@@ -1,5 +1,6 @@
 //! The gateway role: an L7 reverse proxy that balances requests over pools
-//! of backends.
+//! of backends, and in the same process an L4 (TCP) balancer over the same
+//! pools.
 //!
 //! Every request of a stampede deployment passes through here first, so this
 //! crate is built for two things: never being the bottleneck (one event loop
@@ -27,6 +28,7 @@
 //! - `forwarded`: client address, `X-Forwarded-*`/`Forwarded`, hop-by-hop headers.
 //! - `body`: streaming bodies with their limits and deadlines.
 //! - `upgrade`: WebSocket pass-through.
+//! - `l4`: `[[tcp]]` listeners, connections balanced over a pool.
 //! - `admin`, [`telemetry`]: the admin listener and the metrics it serves.
 
 use std::sync::Arc;
@@ -42,6 +44,7 @@ mod fields;
 mod forwarded;
 mod h1;
 mod health;
+mod l4;
 mod pool;
 mod proxy;
 mod retry;
@@ -102,5 +105,10 @@ impl Shared {
             trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
             config,
         })
+    }
+
+    /// The pool named `name`.
+    fn pool(&self, name: &str) -> Option<&Arc<pool::Pool>> {
+        self.pools.iter().find(|pool| *pool.name == *name)
     }
 }

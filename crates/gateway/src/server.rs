@@ -21,6 +21,9 @@
 //! WebSockets, kubernetes/ingress-nginx#7115). Requests already under way
 //! finish on the configuration they started with.
 //!
+//! Each worker also serves its copies of the `[[tcp]]` listeners (see
+//! `l4`), on the same event loop: that mode shares the pools, and a connection never hops threads there either.
+//!
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! request and close (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`), wait up to
 //! the drain timeout, then close whatever is left.
@@ -36,11 +39,12 @@ use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use crate::Shared;
 use crate::config::{Config, Limits};
 use crate::proxy::Proxy;
-use crate::{admin, connection, health};
+use crate::{admin, connection, health, l4};
 
 /// How often a worker closes backend connections idle past their pool's
 /// `idle_timeout`.
@@ -95,6 +99,7 @@ pub enum ReloadError {
 pub struct Gateway {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    tcp_addrs: Vec<SocketAddr>,
     /// The current shared state; a reload sends the next.
     current: watch::Sender<Arc<Shared>>,
     shutdown: watch::Sender<bool>,
@@ -111,10 +116,11 @@ impl Gateway {
         let shared = Arc::new(Shared::new(config, None).map_err(StartError::Random)?);
         let (current, follow) = watch::channel(Arc::clone(&shared));
         let config = &shared.config;
-        let listener = bind(config.listen)?;
-        let addr = listener.local_addr().map_err(StartError::Runtime)?;
+        let sockets = Sockets::bind(config)?;
+        let addr = sockets.http.local_addr().map_err(StartError::Runtime)?;
+        let tcp_addrs = local_addrs(&sockets.tcp)?;
         let listeners = (0..config.worker_threads())
-            .map(|_| listener.try_clone())
+            .map(|_| sockets.try_clone())
             .collect::<io::Result<Vec<_>>>()
             .map_err(StartError::Runtime)?;
 
@@ -134,16 +140,17 @@ impl Gateway {
         threads.push(spawn_thread("stampede-health", move || {
             health::run(health_follow, stop)
         })?);
-        for (i, listener) in listeners.into_iter().enumerate() {
+        for (i, sockets) in listeners.into_iter().enumerate() {
             let (follow, stop) = (follow.clone(), watch_shutdown.clone());
             threads.push(spawn_thread(&format!("stampede-worker-{i}"), move || {
-                worker(listener, follow, stop)
+                worker(sockets, follow, stop)
             })?);
         }
-        tracing::info!(%addr, admin = ?admin_addr, workers = threads.len(), "Gateway listening.");
+        tracing::info!(%addr, admin = ?admin_addr, tcp = ?tcp_addrs, "Gateway listening.");
         Ok(Self {
             addr,
             admin_addr,
+            tcp_addrs,
             current,
             shutdown,
             threads,
@@ -172,6 +179,11 @@ impl Gateway {
         self.admin_addr
     }
 
+    /// The `[[tcp]]` listeners' addresses, in the configuration's order.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
     /// Stops accepting, drains in-flight requests up to the drain timeout,
     /// and waits for every thread to finish.
     pub fn shutdown(self) {
@@ -184,7 +196,11 @@ impl Gateway {
 
 /// Refuses a configuration that changes what was fixed at start.
 fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> {
-    let fixed: [(&'static str, String, String); 3] = [
+    let listens = |config: &Config| {
+        let tcp: Vec<_> = config.tcp.iter().map(|t| t.listen).collect();
+        format!("{tcp:?}")
+    };
+    let fixed: [(&'static str, String, String); 4] = [
         (
             "listen",
             running.listen.to_string(),
@@ -200,6 +216,7 @@ fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> 
             running.worker_threads().to_string(),
             next.worker_threads().to_string(),
         ),
+        ("tcp[].listen", listens(running), listens(next)),
     ];
     match fixed.into_iter().find(|(_, old, new)| old != new) {
         Some((key, old, new)) => Err(ReloadError::NeedsRestart { key, old, new }),
@@ -234,6 +251,78 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError
     Ok(socket.into())
 }
 
+/// The listening sockets the workers share: the HTTP listener, then the
+/// `[[tcp]]` ones in the configuration's order.
+#[derive(Debug)]
+struct Sockets {
+    http: std::net::TcpListener,
+    tcp: Vec<std::net::TcpListener>,
+}
+
+impl Sockets {
+    fn bind(config: &Config) -> Result<Self, StartError> {
+        let all = |addrs: Vec<SocketAddr>| addrs.into_iter().map(bind).collect::<Result<_, _>>();
+        Ok(Self {
+            http: bind(config.listen)?,
+            tcp: all(config.tcp.iter().map(|t| t.listen).collect())?,
+        })
+    }
+
+    /// Another handle on the same sockets, for one more worker.
+    fn try_clone(&self) -> io::Result<Self> {
+        let all = |sockets: &[std::net::TcpListener]| {
+            sockets
+                .iter()
+                .map(|s| s.try_clone())
+                .collect::<io::Result<_>>()
+        };
+        Ok(Self {
+            http: self.http.try_clone()?,
+            tcp: all(&self.tcp)?,
+        })
+    }
+}
+
+fn local_addrs(sockets: &[std::net::TcpListener]) -> Result<Vec<SocketAddr>, StartError> {
+    sockets
+        .iter()
+        .map(|s| s.local_addr().map_err(StartError::Runtime))
+        .collect()
+}
+
+/// A listener's open connections, for a shutdown to wait on: each holds a
+/// sender, and once the last is dropped the receiver yields `None`
+/// (mini-redis's shutdown pattern).
+#[derive(Debug)]
+pub(crate) struct Drain {
+    hold: mpsc::Sender<()>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drain {
+    pub(crate) fn new() -> Self {
+        let (hold, done) = mpsc::channel(1);
+        Self { hold, done }
+    }
+
+    /// What one connection holds while it is open.
+    pub(crate) fn hold(&self) -> mpsc::Sender<()> {
+        self.hold.clone()
+    }
+
+    /// Waits at most `limit` for every connection to finish.
+    pub(crate) async fn wait(self, limit: Duration) {
+        let Self { hold, mut done } = self;
+        drop(hold);
+        if tokio::time::timeout(limit, done.recv()).await.is_err() {
+            tracing::warn!(
+                ?limit,
+                "Drain timeout passed; closing remaining connections."
+            );
+        }
+    }
+}
+
 /// A single-threaded runtime for one worker or the admin listener.
 pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -241,13 +330,14 @@ pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn worker(
-    listener: std::net::TcpListener,
-    mut follow: Current,
-    stop: watch::Receiver<bool>,
-) -> io::Result<()> {
+fn worker(sockets: Sockets, mut follow: Current, stop: watch::Receiver<bool>) -> io::Result<()> {
     runtime()?.block_on(async move {
-        let listener = TcpListener::from_std(listener)?;
+        let listener = TcpListener::from_std(sockets.http)?;
+        let mut beside = JoinSet::new();
+        for (i, socket) in sockets.tcp.into_iter().enumerate() {
+            let socket = TcpListener::from_std(socket)?;
+            beside.spawn(l4::serve(socket, i, follow.clone(), stop.clone()));
+        }
         let first = context(Arc::clone(&follow.borrow_and_update()));
         let (publish, latest) = watch::channel(first);
         // Rebuilds this worker's context on every reload; connections take
@@ -270,17 +360,14 @@ fn worker(
                 }
             }
         });
-        // Every connection holds a sender; when the last one is dropped the
-        // receiver yields `None`: all connections are done (mini-redis's
-        // shutdown pattern).
-        let (drain_tx, mut drained) = mpsc::channel::<()>(1);
+        let drain = Drain::new();
         accept_until_stopped(&listener, stop.clone(), |stream, peer| {
             let serve = connection::serve(
                 stream,
                 peer,
                 connection::Latest::new(latest.clone()),
                 stop.clone(),
-                drain_tx.clone(),
+                drain.hold(),
             );
             tokio::spawn(serve);
         })
@@ -288,14 +375,10 @@ fn worker(
         drop(listener);
         prune.abort();
         rebuild.abort();
-        drop(drain_tx);
-        let drain = latest.borrow().proxy.shared.config.drain_timeout;
-        if tokio::time::timeout(drain, drained.recv()).await.is_err() {
-            tracing::warn!(
-                ?drain,
-                "Drain timeout passed; closing remaining connections."
-            );
-        }
+        let limit = latest.borrow().proxy.shared.config.drain_timeout;
+        drain.wait(limit).await;
+        // The other listeners drain at the same time, within the same limit.
+        while beside.join_next().await.is_some() {}
         Ok(())
     })
 }
@@ -318,20 +401,21 @@ pub(crate) async fn accept_until_stopped(
     mut serve: impl FnMut(tokio::net::TcpStream, SocketAddr),
 ) {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    serve(stream, peer);
-                }
-                // Out of file descriptors, or a connection reset before
-                // accept: pause briefly instead of spinning on the error.
-                Err(error) => {
-                    tracing::warn!(%error, "Accept failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                serve(stream, peer);
+            }
+            // Out of file descriptors, or a connection reset before
+            // accept: pause briefly instead of spinning on the error.
+            Err(error) => {
+                tracing::warn!(%error, "Accept failed.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }
@@ -354,4 +438,37 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(limits.idle_timeout / 2)
         .keep_alive_timeout(Duration::from_secs(20));
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let toml = format!(
+            "routes = [{{ pool = \"web\" }}]\n[pools.web]\nbackends = [\"127.0.0.1:9001\"]\n\
+             [pools.db]\nbackends = [\"127.0.0.1:5432\"]\n{extra}"
+        );
+        Config::from_toml(&toml, "test.toml").expect("config")
+    }
+
+    #[test]
+    fn a_reload_may_change_a_listeners_pool_but_not_its_address() {
+        let tcp = |listen: &str, pool: &str| {
+            format!("[[tcp]]\nlisten = \"{listen}\"\npool = \"{pool}\"\n")
+        };
+        let running = config(&tcp("127.0.0.1:6380", "web"));
+        assert!(needs_no_restart(&running, &config(&tcp("127.0.0.1:6380", "db"))).is_ok());
+        let moved = needs_no_restart(&running, &config(&tcp("127.0.0.1:6381", "web")));
+        assert!(
+            matches!(
+                moved,
+                Err(ReloadError::NeedsRestart {
+                    key: "tcp[].listen",
+                    ..
+                })
+            ),
+            "{moved:?}"
+        );
+    }
 }

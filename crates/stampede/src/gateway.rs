@@ -115,6 +115,9 @@ fn serve(config: Config, args: &Args) -> anyhow::Result<()> {
     if let Some(admin) = gateway.admin_addr() {
         println!("admin (metrics) on http://{admin}/metrics");
     }
+    for (i, addr) in gateway.tcp_addrs().iter().enumerate() {
+        println!("tcp[{i}] listening on {addr}");
+    }
     runtime.block_on(follow(&gateway, args, signals, hangups));
     tracing::info!("Shutting down: draining in-flight requests.");
     gateway.shutdown();
