@@ -1,6 +1,6 @@
 //! The gateway role: an L7 reverse proxy that balances requests over pools
-//! of backends, and in the same process an L4 (TCP) balancer over the same
-//! pools.
+//! of backends, and in the same process an L4 (TCP) balancer and an HTTP
+//! redirector over the same pools.
 //!
 //! Every request of a stampede deployment passes through here first, so this
 //! crate is built for two things: never being the bottleneck (one event loop
@@ -29,6 +29,7 @@
 //! - `body`: streaming bodies with their limits and deadlines.
 //! - `upgrade`: WebSocket pass-through.
 //! - `l4`: `[[tcp]]` listeners, connections balanced over a pool.
+//! - `redirect`: `[[redirect]]` listeners, clients sent to a backend.
 //! - `admin`, [`telemetry`]: the admin listener and the metrics it serves.
 
 use std::sync::Arc;
@@ -47,6 +48,7 @@ mod health;
 mod l4;
 mod pool;
 mod proxy;
+mod redirect;
 mod retry;
 mod route;
 mod server;

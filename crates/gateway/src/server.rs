@@ -21,8 +21,9 @@
 //! WebSockets, kubernetes/ingress-nginx#7115). Requests already under way
 //! finish on the configuration they started with.
 //!
-//! Each worker also serves its copies of the `[[tcp]]` listeners (see
-//! `l4`), on the same event loop: that mode shares the pools, and a connection never hops threads there either.
+//! Each worker also serves its copies of the `[[tcp]]` and `[[redirect]]`
+//! listeners (see `l4` and `redirect`), on the same event loop: those
+//! modes share the pools, and a connection never hops threads there either.
 //!
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! request and close (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`), wait up to
@@ -44,7 +45,7 @@ use tokio::task::JoinSet;
 use crate::Shared;
 use crate::config::{Config, Limits};
 use crate::proxy::Proxy;
-use crate::{admin, connection, health, l4};
+use crate::{admin, connection, health, l4, redirect};
 
 /// How often a worker closes backend connections idle past their pool's
 /// `idle_timeout`.
@@ -100,6 +101,7 @@ pub struct Gateway {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
+    redirect_addrs: Vec<SocketAddr>,
     /// The current shared state; a reload sends the next.
     current: watch::Sender<Arc<Shared>>,
     shutdown: watch::Sender<bool>,
@@ -119,6 +121,7 @@ impl Gateway {
         let sockets = Sockets::bind(config)?;
         let addr = sockets.http.local_addr().map_err(StartError::Runtime)?;
         let tcp_addrs = local_addrs(&sockets.tcp)?;
+        let redirect_addrs = local_addrs(&sockets.redirect)?;
         let listeners = (0..config.worker_threads())
             .map(|_| sockets.try_clone())
             .collect::<io::Result<Vec<_>>>()
@@ -146,11 +149,12 @@ impl Gateway {
                 worker(sockets, follow, stop)
             })?);
         }
-        tracing::info!(%addr, admin = ?admin_addr, tcp = ?tcp_addrs, "Gateway listening.");
+        tracing::info!(%addr, admin = ?admin_addr, tcp = ?tcp_addrs, redirect = ?redirect_addrs, "Gateway listening.");
         Ok(Self {
             addr,
             admin_addr,
             tcp_addrs,
+            redirect_addrs,
             current,
             shutdown,
             threads,
@@ -184,6 +188,11 @@ impl Gateway {
         &self.tcp_addrs
     }
 
+    /// The `[[redirect]]` listeners' addresses, in the configuration's order.
+    pub fn redirect_addrs(&self) -> &[SocketAddr] {
+        &self.redirect_addrs
+    }
+
     /// Stops accepting, drains in-flight requests up to the drain timeout,
     /// and waits for every thread to finish.
     pub fn shutdown(self) {
@@ -196,11 +205,14 @@ impl Gateway {
 
 /// Refuses a configuration that changes what was fixed at start.
 fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> {
-    let listens = |config: &Config| {
-        let tcp: Vec<_> = config.tcp.iter().map(|t| t.listen).collect();
-        format!("{tcp:?}")
+    let tcp = |c: &Config| format!("{:?}", c.tcp.iter().map(|t| t.listen).collect::<Vec<_>>());
+    let redirect = |c: &Config| {
+        format!(
+            "{:?}",
+            c.redirect.iter().map(|r| r.listen).collect::<Vec<_>>()
+        )
     };
-    let fixed: [(&'static str, String, String); 4] = [
+    let fixed: [(&'static str, String, String); 5] = [
         (
             "listen",
             running.listen.to_string(),
@@ -216,7 +228,8 @@ fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> 
             running.worker_threads().to_string(),
             next.worker_threads().to_string(),
         ),
-        ("tcp[].listen", listens(running), listens(next)),
+        ("tcp[].listen", tcp(running), tcp(next)),
+        ("redirect[].listen", redirect(running), redirect(next)),
     ];
     match fixed.into_iter().find(|(_, old, new)| old != new) {
         Some((key, old, new)) => Err(ReloadError::NeedsRestart { key, old, new }),
@@ -252,11 +265,12 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError
 }
 
 /// The listening sockets the workers share: the HTTP listener, then the
-/// `[[tcp]]` ones in the configuration's order.
+/// `[[tcp]]` and `[[redirect]]` ones in the configuration's order.
 #[derive(Debug)]
 struct Sockets {
     http: std::net::TcpListener,
     tcp: Vec<std::net::TcpListener>,
+    redirect: Vec<std::net::TcpListener>,
 }
 
 impl Sockets {
@@ -265,6 +279,7 @@ impl Sockets {
         Ok(Self {
             http: bind(config.listen)?,
             tcp: all(config.tcp.iter().map(|t| t.listen).collect())?,
+            redirect: all(config.redirect.iter().map(|r| r.listen).collect())?,
         })
     }
 
@@ -279,6 +294,7 @@ impl Sockets {
         Ok(Self {
             http: self.http.try_clone()?,
             tcp: all(&self.tcp)?,
+            redirect: all(&self.redirect)?,
         })
     }
 }
@@ -337,6 +353,10 @@ fn worker(sockets: Sockets, mut follow: Current, stop: watch::Receiver<bool>) ->
         for (i, socket) in sockets.tcp.into_iter().enumerate() {
             let socket = TcpListener::from_std(socket)?;
             beside.spawn(l4::serve(socket, i, follow.clone(), stop.clone()));
+        }
+        for (i, socket) in sockets.redirect.into_iter().enumerate() {
+            let socket = TcpListener::from_std(socket)?;
+            beside.spawn(redirect::serve(socket, i, follow.clone(), stop.clone()));
         }
         let first = context(Arc::clone(&follow.borrow_and_update()));
         let (publish, latest) = watch::channel(first);
@@ -469,6 +489,23 @@ mod tests {
                 })
             ),
             "{moved:?}"
+        );
+        let added = needs_no_restart(
+            &running,
+            &config(&format!(
+                "{}[[redirect]]\nlisten = \"127.0.0.1:8081\"\npool = \"web\"\n",
+                tcp("127.0.0.1:6380", "web")
+            )),
+        );
+        assert!(
+            matches!(
+                added,
+                Err(ReloadError::NeedsRestart {
+                    key: "redirect[].listen",
+                    ..
+                })
+            ),
+            "{added:?}"
         );
     }
 }

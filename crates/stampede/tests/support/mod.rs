@@ -746,10 +746,12 @@ impl Gateway {
         }
     }
 
-    /// The address a `[[tcp]]` (`kind = "tcp"`) listener listens on, from
-    /// the line the gateway prints for it.
+    /// The address a `[[tcp]]` (`kind = "tcp"`) or `[[redirect]]` listener
+    /// listens on, from the line the gateway prints for it; ask in the
+    /// order they are printed (every tcp before any redirect).
     pub(crate) async fn listener_addr(&mut self, kind: &str, index: usize) -> SocketAddr {
-        let prefix = format!("{kind}[{index}] listening on ");
+        let scheme = if kind == "redirect" { "http://" } else { "" };
+        let prefix = format!("{kind}[{index}] listening on {scheme}");
         self.process.addr_after(&prefix).await
     }
 
