@@ -2,8 +2,10 @@
 //! come back exactly, through a half-close; connections spread over the
 //! pool by its strategy (round-robin, least-conn); a dead backend costs no
 //! client a connection, before its health checks take it out (connect
-//! retry) and after; and the PROXY protocol header, v1 and v2, tells the
-//! backend the client's real address.
+//! retry) and after, nor does one too busy to accept (connect timeout);
+//! the PROXY protocol header, v1 and v2, tells the backend the client's
+//! real address; a reload moves new connections, not open ones; and a
+//! shutdown closes what is left after the drain timeout.
 
 mod support;
 
@@ -142,15 +144,15 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Option<(SocketAddr, Socket
     ))
 }
 
-/// A gateway with one `[[tcp]]` listener over `backends`; `pool` and
-/// `tcp` are extra lines for the pool and the listener. Returns it with
-/// the listener's address.
-async fn gateway(backends: &[SocketAddr], pool: &str, tcp: &str) -> (Gateway, SocketAddr) {
-    let toml = format!(
+/// A configuration with one `[[tcp]]` listener over `backends` (pool
+/// `echo`); `pool` and `tcp` are extra lines for the pool and the listener.
+fn config(backends: &[SocketAddr], pool: &str, tcp: &str) -> String {
+    format!(
         r#"
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 workers = 2
+drain_timeout = "500ms"
 routes = [{{ pool = "echo" }}]
 [pools.echo]
 backends = {}
@@ -158,12 +160,19 @@ backends = {}
 [[tcp]]
 listen = "127.0.0.1:0"
 pool = "echo"
-connect_timeout = "1s"
 {tcp}
 "#,
         toml_addrs(backends.iter().copied())
-    );
-    let mut gateway = Gateway::with_config(&toml).await;
+    )
+}
+
+/// The gateway `config` describes, and its `[[tcp]]` listener's address.
+async fn gateway(backends: &[SocketAddr], pool: &str, tcp: &str) -> (Gateway, SocketAddr) {
+    start(&config(backends, pool, tcp)).await
+}
+
+async fn start(toml: &str) -> (Gateway, SocketAddr) {
+    let mut gateway = Gateway::with_config(toml).await;
     let addr = gateway.listener_addr("tcp", 0).await;
     (gateway, addr)
 }
@@ -383,4 +392,109 @@ async fn a_proxy_v1_header_names_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_v2_header_names_the_client() {
     proxy_header_names_the_client("v2").await;
+}
+
+/// A listener whose accept queue is full, as a backend too busy to
+/// accept: the kernel drops further handshakes, so connecting hangs while
+/// it lives.
+struct Blackhole {
+    addr: SocketAddr,
+    _listener: TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    async fn start() -> Blackhole {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
+        let listener = socket.listen(1).expect("listen");
+        let addr = listener.local_addr().expect("address");
+        let mut queued = Vec::new();
+        while let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
+            queued.push(stream);
+            assert!(queued.len() < 64, "the accept queue never filled");
+        }
+        Blackhole {
+            addr,
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_does_not_accept_in_time_is_skipped_for_the_next() {
+    let hole = Blackhole::start().await;
+    let live = Echo::start().await;
+    let (gateway, addr) = gateway(
+        &[hole.addr, live.addr],
+        "strategy = \"round-robin\"",
+        "connect_timeout = \"300ms\"",
+    )
+    .await;
+    for i in 0..2 {
+        let data = format!("patient {i}");
+        assert_eq!(echo_through(addr, data.as_bytes()).await, data.as_bytes());
+    }
+    assert_eq!(live.served(), 2);
+    let logs = gateway.stderr();
+    assert!(logs.contains("connect timed out after 300ms"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_sends_new_connections_to_the_new_pool_and_leaves_open_ones() {
+    let (old, new) = (Echo::start().await, Echo::start().await);
+    let listener = "[[tcp]]\nlisten = \"127.0.0.1:0\"\npool = ";
+    let with_other = |tcp_pool: &str| {
+        config(&[old.addr], "", "").replace(
+            &format!("{listener}\"echo\""),
+            &format!("{listener}\"{tcp_pool}\""),
+        ) + &format!("[pools.other]\nbackends = [\"{}\"]\n", new.addr)
+    };
+    let (gateway, addr) = start(&with_other("echo")).await;
+    let mut open = open_connection(addr).await;
+    assert_eq!(old.served(), 1);
+
+    gateway.rewrite_config(&with_other("other"));
+    gateway.hangup();
+    within(
+        Duration::from_secs(5),
+        "new connections to reach the new pool",
+        async {
+            while new.served() == 0 {
+                echo_through(addr, b"ping").await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    // The connection opened before the reload still talks to its backend.
+    open.write_all(b"still here").await.expect("write");
+    let mut echoed = [0u8; 10];
+    within(support::TIMEOUT, "the echo", open.read_exact(&mut echoed))
+        .await
+        .expect("echo");
+    assert_eq!(&echoed, b"still here");
+    assert_eq!(old.open(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_open_connections_after_the_drain_timeout() {
+    let backend = Echo::start().await;
+    let (mut gateway, addr) = gateway(&[backend.addr], "", "").await;
+    let mut open = open_connection(addr).await;
+    gateway.terminate();
+    let status = gateway.wait_exit(Duration::from_secs(5)).await;
+    let status = status.unwrap_or_else(|| panic!("still running; stderr:\n{}", gateway.stderr()));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", gateway.stderr());
+    let mut rest = Vec::new();
+    let read = within(support::TIMEOUT, "the close", open.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_err() || rest.is_empty(),
+        "closed: {read:?} {rest:?}"
+    );
 }
