@@ -45,6 +45,8 @@ pub struct Config {
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolConfig>,
     /// Which pool serves which Host and path prefix; the most specific wins.
+    /// May be empty when a `[[tcp]]` or `[[redirect]]` listener serves.
+    #[serde(default)]
     pub routes: Vec<RouteConfig>,
     /// L4 listeners: TCP connections balanced over a pool, bytes copied
     /// both ways (see the gateway's `l4` module).
@@ -655,8 +657,11 @@ impl Config {
                 })?;
             }
         }
-        if self.routes.is_empty() {
-            return Err(("routes".into(), "no routes; add at least one".into()));
+        if self.routes.is_empty() && self.tcp.is_empty() && self.redirect.is_empty() {
+            return Err((
+                "routes".into(),
+                "nothing to serve: add a route (or a [[tcp]] or [[redirect]] listener)".into(),
+            ));
         }
         for (i, route) in self.routes.iter().enumerate() {
             self.pool_named(&route.pool, || format!("routes[{i}].pool"))?;

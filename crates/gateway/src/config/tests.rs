@@ -455,3 +455,16 @@ fn a_pool_behind_a_tcp_listener_balances_per_connection() {
     // The same pool behind a route alone may hash on a header.
     Config::from_toml(&hashed, "test.toml").unwrap();
 }
+
+#[test]
+fn routes_may_be_left_out_only_when_another_listener_serves() {
+    let pool = "[pools.redis]\nbackends = [\"127.0.0.1:6379\"]\n";
+    let e = error(pool);
+    assert!(
+        e.contains("routes") && e.contains("nothing to serve"),
+        "{e}"
+    );
+    let tcp = format!("{pool}[[tcp]]\nlisten = \"127.0.0.1:0\"\npool = \"redis\"\n");
+    let config = Config::from_toml(&tcp, "test.toml").unwrap();
+    assert!(config.routes.is_empty());
+}
