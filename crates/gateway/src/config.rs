@@ -45,11 +45,21 @@ pub struct Config {
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolConfig>,
     /// Which pool serves which Host and path prefix; the most specific wins.
+    /// May be empty when a `[[tcp]]` or `[[redirect]]` listener serves.
+    #[serde(default)]
     pub routes: Vec<RouteConfig>,
     /// The authoritative DNS responder (see the gateway's `dns` module);
     /// none when absent.
     #[serde(default)]
     pub dns: Option<DnsConfig>,
+    /// L4 listeners: TCP connections balanced over a pool, bytes copied
+    /// both ways (see the gateway's `l4` module).
+    #[serde(default)]
+    pub tcp: Vec<TcpConfig>,
+    /// Redirect listeners: every HTTP request answered with a redirect to
+    /// the backend a pool chooses (see the gateway's `redirect` module).
+    #[serde(default)]
+    pub redirect: Vec<RedirectConfig>,
 }
 
 /// `[dns]`: names answered with the healthy backends of a pool.
@@ -104,6 +114,56 @@ pub enum WhenAllDown {
     All,
     /// `SERVFAIL`: resolvers try another server or report the failure.
     Servfail,
+}
+
+/// `[[tcp]]`: an L4 listener in front of a pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Where clients connect.
+    #[serde(deserialize_with = "de::socket_addr")]
+    pub listen: SocketAddr,
+    /// The pool whose backends take the connections.
+    pub pool: String,
+    /// Longest wait for a backend's TCP connection; then another backend
+    /// is tried (see the `l4` module).
+    #[serde(
+        default = "defaults::connect_timeout",
+        deserialize_with = "de::duration"
+    )]
+    pub connect_timeout: Duration,
+    /// A PROXY protocol header sent to the backend first, telling it the
+    /// client's address; none when absent.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// A connection with no byte either way for this long is closed; none
+    /// when absent (PostgreSQL and Redis clients idle for hours).
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The PROXY protocol version a `[[tcp]]` listener speaks to its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// The text header, `PROXY TCP4 ...\r\n`.
+    V1,
+    /// The binary header.
+    V2,
+}
+
+/// `[[redirect]]`: an HTTP listener that sends clients to a backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// Where clients connect (HTTP/1.1).
+    #[serde(deserialize_with = "de::socket_addr")]
+    pub listen: SocketAddr,
+    /// The pool whose backends clients are sent to.
+    pub pool: String,
+    /// The scheme of the `Location`: `http` or `https`.
+    #[serde(default = "defaults::scheme")]
+    pub scheme: String,
 }
 
 /// Limits on client requests, each answered with its own status code.
@@ -519,6 +579,9 @@ mod defaults {
     pub(super) fn first_byte_timeout() -> Duration {
         Duration::from_secs(60)
     }
+    pub(super) fn scheme() -> String {
+        "http".to_owned()
+    }
 }
 
 /// The quick flags of `stampede gateway`: one listener, one pool, one route.
@@ -658,21 +721,14 @@ impl Config {
                 })?;
             }
         }
-        if self.routes.is_empty() {
-            return Err(("routes".into(), "no routes; add at least one".into()));
+        if self.routes.is_empty() && self.tcp.is_empty() && self.redirect.is_empty() {
+            return Err((
+                "routes".into(),
+                "nothing to serve: add a route (or a [[tcp]] or [[redirect]] listener)".into(),
+            ));
         }
         for (i, route) in self.routes.iter().enumerate() {
-            if !self.pools.contains_key(&route.pool) {
-                let known: Vec<&str> = self.pools.keys().map(String::as_str).collect();
-                return Err((
-                    format!("routes[{i}].pool"),
-                    format!(
-                        "no pool named `{}` (pools: {})",
-                        route.pool,
-                        known.join(", ")
-                    ),
-                ));
-            }
+            self.pool_named(&route.pool, || format!("routes[{i}].pool"))?;
             route
                 .validate_admission()
                 .map_err(|(key, problem)| (format!("routes[{i}].{key}"), problem))?;
@@ -687,6 +743,20 @@ impl Config {
             dns.validate(&self.pools)
                 .map_err(|(key, problem)| (format!("dns.{key}"), problem))?;
         }
+        for (i, tcp) in self.tcp.iter().enumerate() {
+            let pool = self.pool_named(&tcp.pool, || format!("tcp[{i}].pool"))?;
+            tcp.validate(pool)
+                .map_err(|(key, problem)| (key.scoped(i, &tcp.pool), problem))?;
+        }
+        for (i, redirect) in self.redirect.iter().enumerate() {
+            self.pool_named(&redirect.pool, || format!("redirect[{i}].pool"))?;
+            if !matches!(redirect.scheme.as_str(), "http" | "https") {
+                return Err((
+                    format!("redirect[{i}].scheme"),
+                    format!("`{}`: expected http or https", redirect.scheme),
+                ));
+            }
+        }
         if self.limits.max_header_bytes < 8192 {
             return Err((
                 "limits.max_header_bytes".into(),
@@ -694,6 +764,70 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+
+    /// The pool `name`, or the error naming `key` (built only on failure).
+    fn pool_named(
+        &self,
+        name: &str,
+        key: impl FnOnce() -> String,
+    ) -> Result<&PoolConfig, (String, String)> {
+        self.pools.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.pools.keys().map(String::as_str).collect();
+            (
+                key(),
+                format!("no pool named `{name}` (pools: {})", known.join(", ")),
+            )
+        })
+    }
+}
+
+/// Where a `[[tcp]]` listener's problem lies: in the listener's own key,
+/// or in its pool's.
+enum TcpKey {
+    Own(&'static str),
+    Pool(&'static str),
+}
+
+impl TcpKey {
+    /// The dotted key for listener `index` in front of `pool`.
+    fn scoped(self, index: usize, pool: &str) -> String {
+        match self {
+            Self::Own(key) => format!("tcp[{index}].{key}"),
+            Self::Pool(key) => format!("pools.{pool}.{key}"),
+        }
+    }
+}
+
+impl TcpConfig {
+    /// Checks the listener, and that its pool balances per connection: an
+    /// L4 listener sees no headers, cookies or paths, only the client's
+    /// address.
+    fn validate(&self, pool: &PoolConfig) -> Result<(), (TcpKey, String)> {
+        if self.connect_timeout.is_zero() {
+            return Err((TcpKey::Own("connect_timeout"), "must be more than 0".into()));
+        }
+        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
+            return Err((
+                TcpKey::Own("idle_timeout"),
+                "must be more than 0 (leave it out for none)".into(),
+            ));
+        }
+        let per_connection = "the pool serves a [[tcp]] listener, which sees no headers, \
+                              cookies or paths, only the client's address";
+        if pool.hash_on != HashOn::ClientIp {
+            return Err((
+                TcpKey::Pool("hash_on"),
+                format!("{per_connection}: hash on client-ip"),
+            ));
+        }
+        if pool.sticky.is_some() {
+            return Err((
+                TcpKey::Pool("sticky"),
+                format!("{per_connection}: no sticky cookie can be set; use ip-hash"),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The gateway role: an L7 reverse proxy that balances requests over pools
-//! of backends.
+//! of backends, and in the same process an L4 (TCP) balancer and an HTTP
+//! redirector over the same pools.
 //!
 //! Every request of a stampede deployment passes through here first, so this
 //! crate is built for two things: never being the bottleneck (one event loop
@@ -29,6 +30,8 @@
 //! - `upgrade`: WebSocket pass-through.
 //! - `dns`: the authoritative DNS responder answering configured names
 //!   with a pool's backends in rotation.
+//! - `l4`: `[[tcp]]` listeners, connections balanced over a pool.
+//! - `redirect`: `[[redirect]]` listeners, clients sent to a backend.
 //! - `admin`, [`telemetry`]: the admin listener and the metrics it serves.
 
 use std::sync::Arc;
@@ -45,8 +48,10 @@ mod fields;
 mod forwarded;
 mod h1;
 mod health;
+mod l4;
 mod pool;
 mod proxy;
+mod redirect;
 mod retry;
 mod route;
 mod server;
@@ -109,5 +114,10 @@ impl Shared {
             trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
             config,
         })
+    }
+
+    /// The pool named `name`.
+    fn pool(&self, name: &str) -> Option<&Arc<pool::Pool>> {
+        self.pools.iter().find(|pool| *pool.name == *name)
     }
 }

@@ -173,6 +173,21 @@ impl Pool {
         Some(choice)
     }
 
+    /// The backend for another try of a connection that failed before
+    /// anything was sent, which is always safe: as [`Pool::retry`] when the
+    /// pool retries, else one other backend.
+    pub(crate) fn retry_connect(&self, tried: &mut Tried) -> Option<Choice> {
+        if self.retries.is_some() {
+            return self.retry(tried);
+        }
+        if tried.as_slice().len() > 1 {
+            return None;
+        }
+        let choice = self.alternative(tried.as_slice())?;
+        tried.push(choice.index);
+        Some(choice)
+    }
+
     /// Another backend for a retry: the next available primary after the
     /// last tried that was not tried yet, or else such a backup.
     fn alternative(&self, tried: &[usize]) -> Option<Choice> {

@@ -21,6 +21,10 @@
 //! WebSockets, kubernetes/ingress-nginx#7115). Requests already under way
 //! finish on the configuration they started with.
 //!
+//! Each worker also serves its copies of the `[[tcp]]` and `[[redirect]]`
+//! listeners (see `l4` and `redirect`), on the same event loop: those
+//! modes share the pools, and a connection never hops threads there either.
+//!
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! request and close (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`), wait up to
 //! the drain timeout, then close whatever is left.
@@ -36,11 +40,12 @@ use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use crate::Shared;
 use crate::config::{Config, Limits};
 use crate::proxy::Proxy;
-use crate::{admin, connection, dns, health};
+use crate::{admin, connection, dns, health, l4, redirect};
 
 /// How often a worker closes backend connections idle past their pool's
 /// `idle_timeout`.
@@ -96,6 +101,8 @@ pub struct Gateway {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     dns_addr: Option<SocketAddr>,
+    tcp_addrs: Vec<SocketAddr>,
+    redirect_addrs: Vec<SocketAddr>,
     /// The current shared state; a reload sends the next.
     current: watch::Sender<Arc<Shared>>,
     shutdown: watch::Sender<bool>,
@@ -112,10 +119,12 @@ impl Gateway {
         let shared = Arc::new(Shared::new(config, None).map_err(StartError::Random)?);
         let (current, follow) = watch::channel(Arc::clone(&shared));
         let config = &shared.config;
-        let listener = bind(config.listen)?;
-        let addr = listener.local_addr().map_err(StartError::Runtime)?;
+        let sockets = Sockets::bind(config)?;
+        let addr = sockets.http.local_addr().map_err(StartError::Runtime)?;
+        let tcp_addrs = local_addrs(&sockets.tcp)?;
+        let redirect_addrs = local_addrs(&sockets.redirect)?;
         let listeners = (0..config.worker_threads())
-            .map(|_| listener.try_clone())
+            .map(|_| sockets.try_clone())
             .collect::<io::Result<Vec<_>>>()
             .map_err(StartError::Runtime)?;
 
@@ -144,17 +153,19 @@ impl Gateway {
         threads.push(spawn_thread("stampede-health", move || {
             health::run(health_follow, stop)
         })?);
-        for (i, listener) in listeners.into_iter().enumerate() {
+        for (i, sockets) in listeners.into_iter().enumerate() {
             let (follow, stop) = (follow.clone(), watch_shutdown.clone());
             threads.push(spawn_thread(&format!("stampede-worker-{i}"), move || {
-                worker(listener, follow, stop)
+                worker(sockets, follow, stop)
             })?);
         }
-        tracing::info!(%addr, admin = ?admin_addr, dns = ?dns_addr, workers = threads.len(), "Gateway listening.");
+        tracing::info!(%addr, admin = ?admin_addr, dns = ?dns_addr, tcp = ?tcp_addrs, redirect = ?redirect_addrs, "Gateway listening.");
         Ok(Self {
             addr,
             admin_addr,
             dns_addr,
+            tcp_addrs,
+            redirect_addrs,
             current,
             shutdown,
             threads,
@@ -188,6 +199,16 @@ impl Gateway {
         self.dns_addr
     }
 
+    /// The `[[tcp]]` listeners' addresses, in the configuration's order.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// The `[[redirect]]` listeners' addresses, in the configuration's order.
+    pub fn redirect_addrs(&self) -> &[SocketAddr] {
+        &self.redirect_addrs
+    }
+
     /// Stops accepting, drains in-flight requests up to the drain timeout,
     /// and waits for every thread to finish.
     pub fn shutdown(self) {
@@ -201,7 +222,14 @@ impl Gateway {
 /// Refuses a configuration that changes what was fixed at start.
 fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> {
     let dns_listen = |config: &Config| format!("{:?}", config.dns.as_ref().map(|d| d.listen));
-    let fixed: [(&'static str, String, String); 4] = [
+    let tcp = |c: &Config| format!("{:?}", c.tcp.iter().map(|t| t.listen).collect::<Vec<_>>());
+    let redirect = |c: &Config| {
+        format!(
+            "{:?}",
+            c.redirect.iter().map(|r| r.listen).collect::<Vec<_>>()
+        )
+    };
+    let fixed: [(&'static str, String, String); 6] = [
         (
             "listen",
             running.listen.to_string(),
@@ -218,6 +246,8 @@ fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> 
             running.worker_threads().to_string(),
             next.worker_threads().to_string(),
         ),
+        ("tcp[].listen", tcp(running), tcp(next)),
+        ("redirect[].listen", redirect(running), redirect(next)),
     ];
     match fixed.into_iter().find(|(_, old, new)| old != new) {
         Some((key, old, new)) => Err(ReloadError::NeedsRestart { key, old, new }),
@@ -252,6 +282,81 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError
     Ok(socket.into())
 }
 
+/// The listening sockets the workers share: the HTTP listener, then the
+/// `[[tcp]]` and `[[redirect]]` ones in the configuration's order.
+#[derive(Debug)]
+struct Sockets {
+    http: std::net::TcpListener,
+    tcp: Vec<std::net::TcpListener>,
+    redirect: Vec<std::net::TcpListener>,
+}
+
+impl Sockets {
+    fn bind(config: &Config) -> Result<Self, StartError> {
+        let all = |addrs: Vec<SocketAddr>| addrs.into_iter().map(bind).collect::<Result<_, _>>();
+        Ok(Self {
+            http: bind(config.listen)?,
+            tcp: all(config.tcp.iter().map(|t| t.listen).collect())?,
+            redirect: all(config.redirect.iter().map(|r| r.listen).collect())?,
+        })
+    }
+
+    /// Another handle on the same sockets, for one more worker.
+    fn try_clone(&self) -> io::Result<Self> {
+        let all = |sockets: &[std::net::TcpListener]| {
+            sockets
+                .iter()
+                .map(|s| s.try_clone())
+                .collect::<io::Result<_>>()
+        };
+        Ok(Self {
+            http: self.http.try_clone()?,
+            tcp: all(&self.tcp)?,
+            redirect: all(&self.redirect)?,
+        })
+    }
+}
+
+fn local_addrs(sockets: &[std::net::TcpListener]) -> Result<Vec<SocketAddr>, StartError> {
+    sockets
+        .iter()
+        .map(|s| s.local_addr().map_err(StartError::Runtime))
+        .collect()
+}
+
+/// A listener's open connections, for a shutdown to wait on: each holds a
+/// sender, and once the last is dropped the receiver yields `None`
+/// (mini-redis's shutdown pattern).
+#[derive(Debug)]
+pub(crate) struct Drain {
+    hold: mpsc::Sender<()>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drain {
+    pub(crate) fn new() -> Self {
+        let (hold, done) = mpsc::channel(1);
+        Self { hold, done }
+    }
+
+    /// What one connection holds while it is open.
+    pub(crate) fn hold(&self) -> mpsc::Sender<()> {
+        self.hold.clone()
+    }
+
+    /// Waits at most `limit` for every connection to finish.
+    pub(crate) async fn wait(self, limit: Duration) {
+        let Self { hold, mut done } = self;
+        drop(hold);
+        if tokio::time::timeout(limit, done.recv()).await.is_err() {
+            tracing::warn!(
+                ?limit,
+                "Drain timeout passed; closing remaining connections."
+            );
+        }
+    }
+}
+
 /// A single-threaded runtime for one worker or the admin listener.
 pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -259,13 +364,18 @@ pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn worker(
-    listener: std::net::TcpListener,
-    mut follow: Current,
-    stop: watch::Receiver<bool>,
-) -> io::Result<()> {
+fn worker(sockets: Sockets, mut follow: Current, stop: watch::Receiver<bool>) -> io::Result<()> {
     runtime()?.block_on(async move {
-        let listener = TcpListener::from_std(listener)?;
+        let listener = TcpListener::from_std(sockets.http)?;
+        let mut beside = JoinSet::new();
+        for (i, socket) in sockets.tcp.into_iter().enumerate() {
+            let socket = TcpListener::from_std(socket)?;
+            beside.spawn(l4::serve(socket, i, follow.clone(), stop.clone()));
+        }
+        for (i, socket) in sockets.redirect.into_iter().enumerate() {
+            let socket = TcpListener::from_std(socket)?;
+            beside.spawn(redirect::serve(socket, i, follow.clone(), stop.clone()));
+        }
         let first = context(Arc::clone(&follow.borrow_and_update()));
         let (publish, latest) = watch::channel(first);
         // Rebuilds this worker's context on every reload; connections take
@@ -288,17 +398,14 @@ fn worker(
                 }
             }
         });
-        // Every connection holds a sender; when the last one is dropped the
-        // receiver yields `None`: all connections are done (mini-redis's
-        // shutdown pattern).
-        let (drain_tx, mut drained) = mpsc::channel::<()>(1);
+        let drain = Drain::new();
         accept_until_stopped(&listener, stop.clone(), |stream, peer| {
             let serve = connection::serve(
                 stream,
                 peer,
                 connection::Latest::new(latest.clone()),
                 stop.clone(),
-                drain_tx.clone(),
+                drain.hold(),
             );
             tokio::spawn(serve);
         })
@@ -306,14 +413,10 @@ fn worker(
         drop(listener);
         prune.abort();
         rebuild.abort();
-        drop(drain_tx);
-        let drain = latest.borrow().proxy.shared.config.drain_timeout;
-        if tokio::time::timeout(drain, drained.recv()).await.is_err() {
-            tracing::warn!(
-                ?drain,
-                "Drain timeout passed; closing remaining connections."
-            );
-        }
+        let limit = latest.borrow().proxy.shared.config.drain_timeout;
+        drain.wait(limit).await;
+        // The other listeners drain at the same time, within the same limit.
+        while beside.join_next().await.is_some() {}
         Ok(())
     })
 }
@@ -336,20 +439,21 @@ pub(crate) async fn accept_until_stopped(
     mut serve: impl FnMut(tokio::net::TcpStream, SocketAddr),
 ) {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    serve(stream, peer);
-                }
-                // Out of file descriptors, or a connection reset before
-                // accept: pause briefly instead of spinning on the error.
-                Err(error) => {
-                    tracing::warn!(%error, "Accept failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                serve(stream, peer);
+            }
+            // Out of file descriptors, or a connection reset before
+            // accept: pause briefly instead of spinning on the error.
+            Err(error) => {
+                tracing::warn!(%error, "Accept failed.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }
@@ -380,7 +484,8 @@ mod tests {
 
     fn config(extra: &str) -> Config {
         let toml = format!(
-            "routes = [{{ pool = \"web\" }}]\n[pools.web]\nbackends = [\"127.0.0.1:9001\"]\n{extra}"
+            "routes = [{{ pool = \"web\" }}]\n[pools.web]\nbackends = [\"127.0.0.1:9001\"]\n\
+             [pools.db]\nbackends = [\"127.0.0.1:5432\"]\n{extra}"
         );
         Config::from_toml(&toml, "test.toml").expect("config")
     }
@@ -398,5 +503,42 @@ mod tests {
             let error = needs_no_restart(&running, &next).expect_err("a restart");
             assert!(error.to_string().contains("`dns.listen`"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_reload_may_change_a_listeners_pool_but_not_its_address() {
+        let tcp = |listen: &str, pool: &str| {
+            format!("[[tcp]]\nlisten = \"{listen}\"\npool = \"{pool}\"\n")
+        };
+        let running = config(&tcp("127.0.0.1:6380", "web"));
+        assert!(needs_no_restart(&running, &config(&tcp("127.0.0.1:6380", "db"))).is_ok());
+        let moved = needs_no_restart(&running, &config(&tcp("127.0.0.1:6381", "web")));
+        assert!(
+            matches!(
+                moved,
+                Err(ReloadError::NeedsRestart {
+                    key: "tcp[].listen",
+                    ..
+                })
+            ),
+            "{moved:?}"
+        );
+        let added = needs_no_restart(
+            &running,
+            &config(&format!(
+                "{}[[redirect]]\nlisten = \"127.0.0.1:8081\"\npool = \"web\"\n",
+                tcp("127.0.0.1:6380", "web")
+            )),
+        );
+        assert!(
+            matches!(
+                added,
+                Err(ReloadError::NeedsRestart {
+                    key: "redirect[].listen",
+                    ..
+                })
+            ),
+            "{added:?}"
+        );
     }
 }

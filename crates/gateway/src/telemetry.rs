@@ -38,6 +38,9 @@ pub const WAITING_ROOM_WAITING: &str = "stampede_gateway_waiting_room_waiting";
 /// DNS queries answered, by `name` (fully qualified, `none` for names not
 /// served) and `rcode` (`NOERROR`, `REFUSED`, `SERVFAIL`, ...).
 pub const DNS_QUERIES: &str = "stampede_gateway_dns_queries_total";
+/// Connections accepted by `[[tcp]]` listeners, by `pool` and the
+/// `backend` they were relayed to (`none`: no backend could be reached).
+pub const TCP_CONNECTIONS: &str = "stampede_gateway_tcp_connections_total";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
 
@@ -117,6 +120,9 @@ pub(crate) struct BackendMetrics {
     connections: Gauge,
     in_flight: Gauge,
     up: Gauge,
+    /// Resolved on the first L4 connection, so that backends of HTTP-only
+    /// pools export no such series.
+    tcp_connections: OnceLock<Counter>,
 }
 
 impl BackendMetrics {
@@ -129,6 +135,7 @@ impl BackendMetrics {
             connections: gauge!(BACKEND_CONNECTIONS, &labels),
             in_flight: gauge!(BACKEND_IN_FLIGHT, &labels),
             up,
+            tcp_connections: OnceLock::new(),
         }
     }
 
@@ -146,6 +153,16 @@ impl BackendMetrics {
     /// Marks a backend connection open until the guard drops.
     pub(crate) fn connection(&self) -> GaugeGuard {
         GaugeGuard::new(self.connections.clone())
+    }
+
+    /// Counts an L4 connection relayed to the backend, and marks it open
+    /// until the guard drops.
+    pub(crate) fn tcp_connection(&self) -> GaugeGuard {
+        let requests = &self.requests;
+        self.tcp_connections
+            .get_or_init(|| counter!(TCP_CONNECTIONS, &labels(&requests.pool, &requests.backend)))
+            .increment(1);
+        self.connection()
     }
 }
 

@@ -118,6 +118,12 @@ fn serve(config: Config, args: &Args) -> anyhow::Result<()> {
     if let Some(dns) = gateway.dns_addr() {
         println!("dns on {dns} (udp and tcp)");
     }
+    for (i, addr) in gateway.tcp_addrs().iter().enumerate() {
+        println!("tcp[{i}] listening on {addr}");
+    }
+    for (i, addr) in gateway.redirect_addrs().iter().enumerate() {
+        println!("redirect[{i}] listening on http://{addr}");
+    }
     runtime.block_on(follow(&gateway, args, signals, hangups));
     tracing::info!("Shutting down: draining in-flight requests.");
     gateway.shutdown();

@@ -20,8 +20,9 @@ use hyper::Request;
 use serde_json::Value;
 use support::{
     Backend, Gateway, HttpClient, SteadyLoad, client, get, h2_client, send, served_by,
-    served_by_each, unused_addr, within,
+    served_by_each, unused_addr,
 };
+use support::{backend_up as up, wait_backend_up as wait_up};
 
 /// Checks every 100 ms, 2 results in a row change a backend's state.
 fn config(backends: &[SocketAddr], check: &str) -> String {
@@ -43,27 +44,6 @@ fall = 2
 "#,
         list.join(", ")
     )
-}
-
-/// `stampede_gateway_backend_up` of `backend`, if exported.
-async fn up(client: &HttpClient, gateway: &Gateway, backend: SocketAddr) -> Option<f64> {
-    let metrics = get(client, &gateway.admin_url("/metrics")).await.text();
-    let label = format!("backend=\"{backend}\"");
-    metrics.lines().find_map(|line| {
-        let rest = line.strip_prefix("stampede_gateway_backend_up{")?;
-        let (labels, value) = rest.split_once("} ")?;
-        labels.contains(&label).then(|| value.trim().parse().ok())?
-    })
-}
-
-async fn wait_up(client: &HttpClient, gateway: &Gateway, backend: SocketAddr, want: f64) {
-    let what = format!("backend {backend} to be reported up={want}");
-    within(Duration::from_secs(5), &what, async {
-        while up(client, gateway, backend).await != Some(want) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

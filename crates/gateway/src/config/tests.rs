@@ -414,6 +414,51 @@ fn dns_gets_short_defaults_and_names_are_fully_qualified() {
 }
 
 #[test]
+fn tcp_and_redirect_listeners_get_their_defaults() {
+    let toml = format!(
+        "{GOOD}[[tcp]]\nlisten = \"127.0.0.1:6380\"\npool = \"web\"\nproxy_protocol = \"v2\"\n\
+         [[redirect]]\nlisten = \"127.0.0.1:8081\"\npool = \"web\"\n"
+    );
+    let config = Config::from_toml(&toml, "test.toml").unwrap();
+    let tcp = &config.tcp[0];
+    assert_eq!(tcp.connect_timeout, Duration::from_secs(5));
+    assert_eq!(tcp.proxy_protocol, Some(ProxyProtocol::V2));
+    assert_eq!(tcp.idle_timeout, None);
+    assert_eq!(config.redirect[0].scheme, "http");
+}
+
+#[test]
+fn tcp_and_redirect_listeners_must_name_a_pool_that_exists() {
+    let e = error(&format!(
+        "{GOOD}[[tcp]]\nlisten = \"127.0.0.1:0\"\npool = \"redis\"\n"
+    ));
+    assert!(e.contains("tcp[0].pool") && e.contains("`redis`"), "{e}");
+    let e = error(&format!(
+        "{GOOD}[[redirect]]\nlisten = \"127.0.0.1:0\"\npool = \"api\"\n"
+    ));
+    assert!(e.contains("redirect[0].pool") && e.contains("`api`"), "{e}");
+}
+
+#[test]
+fn tcp_listener_keys_are_checked() {
+    let tcp =
+        |line: &str| format!("{GOOD}[[tcp]]\nlisten = \"127.0.0.1:0\"\npool = \"web\"\n{line}\n");
+    let e = error(&tcp("proxy_protocol = \"v3\""));
+    assert!(e.contains("tcp[0].proxy_protocol"), "{e}");
+    let e = error(&tcp("connect_timeout = \"0s\""));
+    assert!(e.contains("tcp[0].connect_timeout"), "{e}");
+    let e = error(&tcp("idle_timeout = \"0s\""));
+    assert!(e.contains("tcp[0].idle_timeout"), "{e}");
+    let e = error(&format!(
+        "{GOOD}[[redirect]]\nlisten = \"127.0.0.1:0\"\npool = \"web\"\nscheme = \"ftp\"\n"
+    ));
+    assert!(
+        e.contains("redirect[0].scheme") && e.contains("`ftp`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn bad_dns_values_are_named() {
     let good = "name = \"shop.test\"\npool = \"web\"";
     for (table, keys, key, problem) in [
@@ -487,4 +532,43 @@ fn a_dns_pick_needs_a_pool_of_one_family() {
         Config::from_toml(&all, "t").is_ok(),
         "`all` over both families"
     );
+}
+
+#[test]
+fn a_pool_behind_a_tcp_listener_balances_per_connection() {
+    let tcp = "[[tcp]]\nlisten = \"127.0.0.1:0\"\npool = \"web\"\n";
+    let hashed = GOOD.replace(
+        "[pools.web]",
+        "[pools.web]\nstrategy = \"maglev\"\nhash_on = \"header:X-User\"",
+    );
+    let e = error(&format!("{hashed}{tcp}"));
+    assert!(
+        e.contains("pools.web.hash_on") && e.contains("[[tcp]]"),
+        "{e}"
+    );
+    let sticky = GOOD.replace("[[routes]]", "[pools.web.sticky]\n[[routes]]");
+    let e = error(&format!("{sticky}{tcp}"));
+    assert!(e.contains("pools.web.sticky"), "{e}");
+    for strategy in ["least-conn", "p2c-ewma", "ip-hash", "consistent-hash"] {
+        let ok = GOOD.replace(
+            "[pools.web]",
+            &format!("[pools.web]\nstrategy = \"{strategy}\""),
+        );
+        Config::from_toml(&format!("{ok}{tcp}"), "test.toml").unwrap();
+    }
+    // The same pool behind a route alone may hash on a header.
+    Config::from_toml(&hashed, "test.toml").unwrap();
+}
+
+#[test]
+fn routes_may_be_left_out_only_when_another_listener_serves() {
+    let pool = "[pools.redis]\nbackends = [\"127.0.0.1:6379\"]\n";
+    let e = error(pool);
+    assert!(
+        e.contains("routes") && e.contains("nothing to serve"),
+        "{e}"
+    );
+    let tcp = format!("{pool}[[tcp]]\nlisten = \"127.0.0.1:0\"\npool = \"redis\"\n");
+    let config = Config::from_toml(&tcp, "test.toml").unwrap();
+    assert!(config.routes.is_empty());
 }

@@ -753,6 +753,15 @@ impl Gateway {
         }
     }
 
+    /// The address a `[[tcp]]` (`kind = "tcp"`) or `[[redirect]]` listener
+    /// listens on, from the line the gateway prints for it; ask in the
+    /// order they are printed (every tcp before any redirect).
+    pub(crate) async fn listener_addr(&mut self, kind: &str, index: usize) -> SocketAddr {
+        let scheme = if kind == "redirect" { "http://" } else { "" };
+        let prefix = format!("{kind}[{index}] listening on {scheme}");
+        self.process.addr_after(&prefix).await
+    }
+
     /// Replaces the configuration file's contents (the gateway notices on
     /// `SIGHUP`, or by itself with `--watch`).
     pub(crate) fn rewrite_config(&self, toml: &str) {
@@ -999,6 +1008,38 @@ impl SteadyLoad {
         );
         statuses
     }
+}
+
+/// `stampede_gateway_backend_up` of `backend` on the admin listener, if
+/// exported.
+pub(crate) async fn backend_up(
+    client: &HttpClient,
+    gateway: &Gateway,
+    backend: SocketAddr,
+) -> Option<f64> {
+    let metrics = get(client, &gateway.admin_url("/metrics")).await.text();
+    let label = format!("backend=\"{backend}\"");
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix("stampede_gateway_backend_up{")?;
+        let (labels, value) = rest.split_once("} ")?;
+        labels.contains(&label).then(|| value.trim().parse().ok())?
+    })
+}
+
+/// Waits up to 5 s for [`backend_up`] to say `want`.
+pub(crate) async fn wait_backend_up(
+    client: &HttpClient,
+    gateway: &Gateway,
+    backend: SocketAddr,
+    want: f64,
+) {
+    let what = format!("backend {backend} to be reported up={want}");
+    within(Duration::from_secs(5), &what, async {
+        while backend_up(client, gateway, backend).await != Some(want) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 /// `GET url` with these request headers.
