@@ -721,10 +721,13 @@ impl Config {
                 })?;
             }
         }
-        if self.routes.is_empty() && self.tcp.is_empty() && self.redirect.is_empty() {
+        let other_listeners =
+            !self.tcp.is_empty() || !self.redirect.is_empty() || self.dns.is_some();
+        if self.routes.is_empty() && !other_listeners {
             return Err((
                 "routes".into(),
-                "nothing to serve: add a route (or a [[tcp]] or [[redirect]] listener)".into(),
+                "nothing to serve: add a route (or a [[tcp]] or [[redirect]] listener, or [dns])"
+                    .into(),
             ));
         }
         for (i, route) in self.routes.iter().enumerate() {

@@ -571,4 +571,9 @@ fn routes_may_be_left_out_only_when_another_listener_serves() {
     let tcp = format!("{pool}[[tcp]]\nlisten = \"127.0.0.1:0\"\npool = \"redis\"\n");
     let config = Config::from_toml(&tcp, "test.toml").unwrap();
     assert!(config.routes.is_empty());
+    let dns = format!("{pool}[dns]\n[[dns.names]]\nname = \"cache.test\"\npool = \"redis\"\n");
+    assert!(
+        Config::from_toml(&dns, "test.toml").is_ok(),
+        "DNS alone serves"
+    );
 }
