@@ -14,6 +14,8 @@
 //! - `server`: listeners, worker threads, reloads, graceful shutdown
 //!   ([`Gateway`]).
 //! - `connection`: one client connection, from the fast path to hyper, drain.
+//! - `tls`: TLS termination: handshakes, certificates by SNI, HSTS and the
+//!   redirect to HTTPS.
 //! - `h1`: the HTTP/1.1 fast path that carries nearly all traffic: heads
 //!   parsed in place, bodies relayed unchanged, per-worker idle backend
 //!   connections.
@@ -48,6 +50,7 @@ mod retry;
 mod route;
 mod server;
 pub mod telemetry;
+mod tls;
 mod upgrade;
 mod upstream;
 
@@ -64,6 +67,8 @@ pub(crate) struct Shared {
     router: route::Router,
     pools: Vec<Arc<pool::Pool>>,
     trusted: forwarded::TrustedProxies,
+    /// With `[tls]`: the certificates as read for this configuration.
+    tls: Option<tls::Tls>,
 }
 
 impl Shared {
@@ -100,6 +105,7 @@ impl Shared {
             router: route::Router::new(routes),
             pools: pools.into_iter().map(|(_, pool)| pool).collect(),
             trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
+            tls: config.tls.as_ref().map(tls::Tls::new),
             config,
         })
     }

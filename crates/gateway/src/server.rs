@@ -21,6 +21,9 @@
 //! WebSockets, kubernetes/ingress-nginx#7115). Requests already under way
 //! finish on the configuration they started with.
 //!
+//! With `[tls]`, each worker also accepts from the HTTPS listener's socket;
+//! its connections go through the TLS handshake first (see `tls`).
+//!
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! request and close (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`), wait up to
 //! the drain timeout, then close whatever is left.
@@ -94,6 +97,7 @@ pub enum ReloadError {
 #[derive(Debug)]
 pub struct Gateway {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     /// The current shared state; a reload sends the next.
     current: watch::Sender<Arc<Shared>>,
@@ -113,8 +117,24 @@ impl Gateway {
         let config = &shared.config;
         let listener = bind(config.listen)?;
         let addr = listener.local_addr().map_err(StartError::Runtime)?;
+        let tls_listener = config
+            .tls
+            .as_ref()
+            .map(|tls| bind(tls.listen))
+            .transpose()?;
+        let tls_addr = tls_listener
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()
+            .map_err(StartError::Runtime)?;
         let listeners = (0..config.worker_threads())
-            .map(|_| listener.try_clone())
+            .map(|_| {
+                let tls = tls_listener.as_ref().map(|l| l.try_clone()).transpose()?;
+                Ok(Listeners {
+                    plain: listener.try_clone()?,
+                    tls,
+                })
+            })
             .collect::<io::Result<Vec<_>>>()
             .map_err(StartError::Runtime)?;
 
@@ -134,15 +154,16 @@ impl Gateway {
         threads.push(spawn_thread("stampede-health", move || {
             health::run(health_follow, stop)
         })?);
-        for (i, listener) in listeners.into_iter().enumerate() {
+        for (i, listeners) in listeners.into_iter().enumerate() {
             let (follow, stop) = (follow.clone(), watch_shutdown.clone());
             threads.push(spawn_thread(&format!("stampede-worker-{i}"), move || {
-                worker(listener, follow, stop)
+                worker(listeners, follow, stop)
             })?);
         }
-        tracing::info!(%addr, admin = ?admin_addr, workers = threads.len(), "Gateway listening.");
+        tracing::info!(%addr, tls = ?tls_addr, admin = ?admin_addr, workers = threads.len(), "Gateway listening.");
         Ok(Self {
             addr,
+            tls_addr,
             admin_addr,
             current,
             shutdown,
@@ -167,6 +188,11 @@ impl Gateway {
         self.addr
     }
 
+    /// The HTTPS listener's address, if `[tls]` is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
     /// The admin listener's address, if one is configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
@@ -184,12 +210,14 @@ impl Gateway {
 
 /// Refuses a configuration that changes what was fixed at start.
 fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> {
-    let fixed: [(&'static str, String, String); 3] = [
+    let tls_listen = |config: &Config| format!("{:?}", config.tls.as_ref().map(|t| t.listen));
+    let fixed: [(&'static str, String, String); 4] = [
         (
             "listen",
             running.listen.to_string(),
             next.listen.to_string(),
         ),
+        ("tls.listen", tls_listen(running), tls_listen(next)),
         (
             "admin_listen",
             format!("{:?}", running.admin_listen),
@@ -241,21 +269,33 @@ pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// One worker's copies of the listening sockets.
+struct Listeners {
+    plain: std::net::TcpListener,
+    /// The HTTPS listener, with `[tls]`.
+    tls: Option<std::net::TcpListener>,
+}
+
 fn worker(
-    listener: std::net::TcpListener,
+    listeners: Listeners,
     mut follow: Current,
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     runtime()?.block_on(async move {
-        let listener = TcpListener::from_std(listener)?;
-        let first = context(Arc::clone(&follow.borrow_and_update()));
+        let listener = TcpListener::from_std(listeners.plain)?;
+        let tls_listener = listeners.tls.map(TcpListener::from_std).transpose()?;
+        let https_port = tls_listener
+            .as_ref()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .transpose()?;
+        let first = context(Arc::clone(&follow.borrow_and_update()), https_port);
         let (publish, latest) = watch::channel(first);
         // Rebuilds this worker's context on every reload; connections take
         // it up at their next request.
         let rebuild = tokio::spawn(async move {
             while follow.changed().await.is_ok() {
                 let shared = Arc::clone(&follow.borrow_and_update());
-                publish.send_replace(context(shared));
+                publish.send_replace(context(shared, https_port));
             }
         });
         let prune = tokio::spawn({
@@ -274,18 +314,28 @@ fn worker(
         // receiver yields `None`: all connections are done (mini-redis's
         // shutdown pattern).
         let (drain_tx, mut drained) = mpsc::channel::<()>(1);
-        accept_until_stopped(&listener, stop.clone(), |stream, peer| {
-            let serve = connection::serve(
-                stream,
-                peer,
-                connection::Latest::new(latest.clone()),
-                stop.clone(),
-                drain_tx.clone(),
-            );
-            tokio::spawn(serve);
-        })
-        .await;
-        drop(listener);
+        let accept = |tls| {
+            let (latest, stop, drain_tx) = (latest.clone(), stop.clone(), drain_tx.clone());
+            move |stream, peer| {
+                let serve = connection::serve(
+                    stream,
+                    peer,
+                    tls,
+                    connection::Latest::new(latest.clone()),
+                    stop.clone(),
+                    drain_tx.clone(),
+                );
+                tokio::spawn(serve);
+            }
+        };
+        let plain = accept_until_stopped(&listener, stop.clone(), accept(false));
+        let https = async {
+            if let Some(tls_listener) = &tls_listener {
+                accept_until_stopped(tls_listener, stop.clone(), accept(true)).await;
+            }
+        };
+        tokio::join!(plain, https);
+        drop((listener, tls_listener));
         prune.abort();
         rebuild.abort();
         drop(drain_tx);
@@ -302,12 +352,13 @@ fn worker(
 
 /// A worker's context for one configuration; must run inside the worker's
 /// runtime, where its upstream clients spawn their connections.
-fn context(shared: Arc<Shared>) -> Arc<connection::Context> {
+/// `https_port` is the HTTPS listener's, if there is one.
+fn context(shared: Arc<Shared>, https_port: Option<u16>) -> Arc<connection::Context> {
     let limits = &shared.config.limits;
     Arc::new(connection::Context {
         builder: connection_builder(limits),
         idle_timeout: limits.idle_timeout,
-        proxy: Arc::new(Proxy::new(shared)),
+        proxy: Arc::new(Proxy::new(shared, https_port)),
     })
 }
 
@@ -336,8 +387,9 @@ pub(crate) async fn accept_until_stopped(
     }
 }
 
-/// The per-connection protocol settings: HTTP/1.1 and h2c on one port, with
-/// the configured limits.
+/// The per-connection protocol settings: HTTP/1.1 and HTTP/2 (h2c on the
+/// plain listener; over TLS, what ALPN chose, as the client's preface
+/// shows), with the configured limits.
 fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

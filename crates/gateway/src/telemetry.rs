@@ -35,6 +35,9 @@ pub const ADMISSION_REFUSED: &str = "stampede_gateway_admission_refused_total";
 pub const WAITING_ROOM_WAITING: &str = "stampede_gateway_waiting_room_waiting";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
+/// TLS handshakes on the HTTPS listener, by `outcome` (`ok`, `failed`,
+/// `timeout`).
+pub const TLS_HANDSHAKES: &str = "stampede_gateway_tls_handshakes_total";
 
 /// Latency buckets in seconds: from a cached answer to a slow checkout.
 const BUCKETS: [f64; 14] = [
