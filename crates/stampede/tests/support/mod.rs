@@ -686,6 +686,8 @@ pub(crate) struct Gateway {
     process: Process,
     /// Where clients connect.
     pub(crate) addr: SocketAddr,
+    /// The HTTPS listener, when `[tls]` is configured.
+    pub(crate) tls: Option<SocketAddr>,
     /// The admin listener, when configured.
     pub(crate) admin: Option<SocketAddr>,
     config: Option<TempFile>,
@@ -699,7 +701,7 @@ impl Gateway {
             .args(["--listen", "127.0.0.1:0", "--workers", "2"])
             .args(args);
         let admin = args.iter().any(|a| a == "--admin-listen");
-        Self::spawn(command, admin, None).await
+        Self::spawn(command, false, admin, None).await
     }
 
     /// Quick flags: these backends and this strategy.
@@ -723,17 +725,23 @@ impl Gateway {
         let file = TempFile::new("toml", toml);
         let mut command = stampede("gateway");
         command.arg("--config").arg(&file.0).args(args);
-        let admin = toml
-            .lines()
-            .any(|l| l.trim_start().starts_with("admin_listen"));
-        Self::spawn(command, admin, Some(file)).await
+        let has = |start: &str| toml.lines().any(|l| l.trim_start().starts_with(start));
+        Self::spawn(command, has("[tls]"), has("admin_listen"), Some(file)).await
     }
 
-    async fn spawn(command: Command, admin: bool, config: Option<TempFile>) -> Gateway {
+    async fn spawn(command: Command, tls: bool, admin: bool, config: Option<TempFile>) -> Gateway {
         let mut process = Process::spawn(command, "gateway");
         let addr = process
             .addr_after("stampede gateway listening on http://")
             .await;
+        let tls = match tls {
+            false => None,
+            true => Some(
+                process
+                    .addr_after("stampede gateway listening on https://")
+                    .await,
+            ),
+        };
         let admin = match admin {
             false => None,
             true => Some(process.admin_addr().await),
@@ -741,6 +749,7 @@ impl Gateway {
         Gateway {
             process,
             addr,
+            tls,
             admin,
             config,
         }
