@@ -124,6 +124,16 @@ async fn handshake(connector: &TlsConnector, addr: SocketAddr, name: &str) -> Tl
         .expect("TLS handshake")
 }
 
+/// Waits for the gateway to log that it refused a reload.
+async fn refused(gateway: &Gateway) {
+    within(Duration::from_secs(5), "the reload to be refused", async {
+        while !gateway.stderr().contains("Reload refused") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
 /// The certificate the gateway presented on `stream`.
 fn presented(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
     let (_, session) = stream.get_ref();
@@ -270,12 +280,7 @@ async fn a_broken_certificate_on_reload_is_refused_and_the_old_one_serves_on() {
     // A renewal caught halfway: the new certificate, the old key.
     std::fs::write(&files.cert.0, ca.issue(&["shop.test"]).cert).expect("write");
     gateway.hangup();
-    within(Duration::from_secs(5), "the reload to be refused", async {
-        while !gateway.stderr().contains("Reload refused") {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    refused(&gateway).await;
     let logs = gateway.stderr();
     assert!(
         logs.contains("tls.certificates[0].key") && logs.contains("is not the key of"),
@@ -304,4 +309,29 @@ async fn a_client_that_never_completes_its_handshake_is_cut_off() {
     )
     .await;
     assert!(read.is_ok_and(|n| n == 0), "closed without a word");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_https_listener_needs_a_restart() {
+    let backend = Backend::start("b0").await;
+    let ca = Ca::new();
+    let shop = ca.issue(&["shop.test"]);
+    let files = Files::new(&shop);
+    let toml = config(&backend, &[&files], "");
+    let gateway = Gateway::with_config(&toml).await;
+    let tls = gateway.tls.expect("an HTTPS listener");
+
+    let moved = toml.replace(
+        "[tls]\nlisten = \"127.0.0.1:0\"",
+        "[tls]\nlisten = \"127.0.0.1:1\"",
+    );
+    gateway.rewrite_config(&moved);
+    gateway.hangup();
+    refused(&gateway).await;
+    assert!(
+        gateway.stderr().contains("`tls.listen` cannot change"),
+        "{}",
+        gateway.stderr()
+    );
+    assert_eq!(served_certificate(&ca, tls, "shop.test").await, shop.der);
 }
