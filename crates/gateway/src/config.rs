@@ -18,6 +18,10 @@ pub use stampede_config::ConfigError;
 use stampede_config::quote;
 
 mod de;
+mod tls;
+
+pub(crate) use tls::Certificate;
+pub use tls::{CertificateFiles, TlsConfig};
 
 /// The whole gateway configuration, as validated.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +46,10 @@ pub struct Config {
     /// Limits on what a client may send.
     #[serde(default)]
     pub limits: Limits,
+    /// TLS termination on an HTTPS listener beside `listen`; none: plain
+    /// HTTP only.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolConfig>,
     /// Which pool serves which Host and path prefix; the most specific wins.
@@ -659,9 +667,10 @@ impl Config {
         }
     }
 
-    /// Checks what the types alone cannot: references between sections and
-    /// non-empty sets. Returns the offending key and the problem.
-    fn validate(self) -> Result<Self, (String, String)> {
+    /// Checks what the types alone cannot: references between sections,
+    /// non-empty sets, and the certificate files `[tls]` names (which are
+    /// read here). Returns the offending key and the problem.
+    fn validate(mut self) -> Result<Self, (String, String)> {
         for (name, pool) in &self.pools {
             if pool.backends.is_empty() {
                 return Err((
@@ -765,6 +774,10 @@ impl Config {
                 "limits.max_header_bytes".into(),
                 "must be at least 8192".into(),
             ));
+        }
+        if let Some(tls) = &mut self.tls {
+            tls.validate()
+                .map_err(|(key, problem)| (format!("tls.{key}"), problem))?;
         }
         Ok(self)
     }

@@ -1,6 +1,8 @@
 //! One client connection's life: served by the HTTP/1.1 fast path (`h1`)
 //! until a request needs hyper (HTTP/2, upgrades, ...), then by hyper; closed
 //! when it has been idle too long, and gracefully when the gateway stops.
+//! A connection to the HTTPS listener is served by hyper from its first
+//! request on, once its TLS handshake is done (see `tls` for why).
 //!
 //! The fast path bounds idleness itself (a request head must arrive within
 //! `idle_timeout`, so a client that connects and sends nothing is closed).
@@ -17,12 +19,13 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::forwarded::Peer;
-use crate::h1::{self, Ended, Prefixed};
+use crate::h1::{self, Ended};
 use crate::proxy::Proxy;
 use crate::telemetry::{CLIENT_CONNECTIONS, GaugeGuard};
 
@@ -58,27 +61,40 @@ impl Latest {
     }
 }
 
-/// Serves one accepted connection until it closes. `stop` turns true when
-/// the gateway shuts down; `_drain` is dropped when this connection is done,
-/// which is how the worker knows every connection has finished.
+/// Serves one accepted connection until it closes; `tls` when it was
+/// accepted on the HTTPS listener. `stop` turns true when the gateway shuts
+/// down; `_drain` is dropped when this connection is done, which is how the
+/// worker knows every connection has finished.
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: bool,
     mut latest: Latest,
     stop: watch::Receiver<bool>,
     _drain: mpsc::Sender<()>,
 ) {
     let _open = GaugeGuard::new(metrics::gauge!(CLIENT_CONNECTIONS));
-    let peer = Arc::new(latest.get().proxy.peer(peer));
-    if let Ended::Handoff(io) = h1::serve(stream, &peer, &mut latest, &stop).await {
-        serve_with_hyper(io, peer, latest, stop).await;
+    let proxy = Arc::clone(&latest.get().proxy);
+    let peer = Arc::new(proxy.peer(peer, tls));
+    if !tls {
+        if let Ended::Handoff(io) = h1::serve(stream, &peer, &mut latest, &stop).await {
+            serve_with_hyper(io, peer, latest, stop).await;
+        }
+        return;
+    }
+    // The configuration current at accept chooses the certificates; a
+    // `[tls]` table cannot be removed by a reload (its listener stays), so
+    // there always is one.
+    let Some(tls) = &proxy.shared.tls else { return };
+    if let Some(stream) = tls.accept(stream).await {
+        serve_with_hyper(stream, peer, latest, stop).await;
     }
 }
 
-/// Serves the rest of a connection with hyper: HTTP/2, and the HTTP/1
-/// requests the fast path hands over (see `h1`).
+/// Serves the rest of a connection with hyper: HTTP/2, the HTTP/1
+/// requests the fast path hands over (see `h1`), and everything over TLS.
 async fn serve_with_hyper(
-    io: Prefixed,
+    io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     peer: Arc<Peer>,
     mut latest: Latest,
     mut stop: watch::Receiver<bool>,

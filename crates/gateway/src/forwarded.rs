@@ -23,8 +23,9 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub(crate) struct TrustedProxies(Vec<IpNet>);
 
 /// The other end of a client connection, worked out once per connection
-/// rather than per request: its address, that address as header text, and
-/// whether its forwarding headers are believed.
+/// rather than per request: its address, that address as header text,
+/// whether its forwarding headers are believed, and whether it came over
+/// TLS.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     ip: IpAddr,
@@ -32,6 +33,19 @@ pub(crate) struct Peer {
     /// `for=` node of RFC 7239 (IPv6 bracketed and quoted).
     node: String,
     trusted: bool,
+    tls: bool,
+}
+
+impl Peer {
+    /// Whether the connection came over TLS (the HTTPS listener).
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The scheme the client used, for `X-Forwarded-Proto` and `Forwarded`.
+    pub(crate) fn proto(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
 }
 
 impl TrustedProxies {
@@ -44,14 +58,16 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
-    /// Describes a newly accepted connection's peer.
-    pub(crate) fn peer(&self, addr: SocketAddr) -> Peer {
+    /// Describes a newly accepted connection's peer; `tls` when it came
+    /// over TLS.
+    pub(crate) fn peer(&self, addr: SocketAddr, tls: bool) -> Peer {
         let ip = canonical(addr.ip());
         Peer {
             ip,
             text: HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("")),
             node: forwarded_node(ip),
             trusted: self.contains(ip),
+            tls,
         }
     }
 
@@ -102,17 +118,17 @@ pub(crate) const FORWARDING_FIELDS: [&str; 5] = [
 
 impl Forwarding {
     /// Computes the forwarding headers of a request from `peer` whose client
-    /// is `client`. `host` is the Host the client asked for, `proto` the
-    /// scheme of the listener. From an untrusted peer (the common case) this
-    /// allocates once, for `Forwarded`.
+    /// is `client`. `host` is the Host the client asked for. From an
+    /// untrusted peer (the common case) this allocates once, for
+    /// `Forwarded`.
     pub(crate) fn new(
         fields: &(impl Fields + ?Sized),
         peer: &Peer,
         client: IpAddr,
         host: Option<&[u8]>,
-        proto: &'static str,
     ) -> Self {
         let trusted = peer.trusted;
+        let proto = peer.proto();
         let kept = |name: &str| {
             trusted
                 .then(|| fields.field(name))
@@ -200,7 +216,6 @@ impl ForwardingCache {
         peer: &Peer,
         client: IpAddr,
         host: Option<&[u8]>,
-        proto: &'static str,
     ) -> &Forwarding {
         let host_bytes = host.unwrap_or_default();
         let reusable = !peer.trusted && self.host == host_bytes;
@@ -210,7 +225,7 @@ impl ForwardingCache {
             self.last = None;
         }
         self.last
-            .get_or_insert_with(|| Forwarding::new(fields, peer, client, host, proto))
+            .get_or_insert_with(|| Forwarding::new(fields, peer, client, host))
     }
 }
 

@@ -21,7 +21,9 @@
 //!
 //! Everything else is handed to hyper with the bytes read so far
 //! ([`Ended::Handoff`]): HTTP/2, HTTP/1.0, `Upgrade`, `Expect`, absolute-form
-//! and `CONNECT` requests, and pools that speak HTTP/2 to their backends.
+//! and `CONNECT` requests, pools that speak HTTP/2 to their backends, and
+//! requests the plain listener redirects to HTTPS. Connections over TLS
+//! never come here (see `tls`).
 //! Both paths share routing, admission control, balancing, forwarding
 //! headers, limits, errors and metrics, so a client sees the same gateway
 //! either way.
@@ -251,7 +253,10 @@ impl Exchanging<'_> {
         let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
             return Parsed::Handoff;
         };
+        // The redirect to HTTPS is rare traffic (browsers remember it, or
+        // HSTS makes them): hyper answers it, the fast path stays simple.
         if !path.starts_with('/')
+            || proxy.redirects_to(peer).is_some()
             || method == "CONNECT"
             || fields.field("upgrade").is_some()
             || fields.field("expect").is_some()
@@ -301,7 +306,7 @@ impl Exchanging<'_> {
             return refuse(GatewayError::NoBackend, in_pool(&pool.unassigned), has_body);
         };
 
-        let forwarding = forwarding.get(fields, peer, client_ip, host, proxy.scheme);
+        let forwarding = forwarding.get(fields, peer, client_ip, host);
         out.clear();
         out.extend_from_slice(method.as_bytes());
         out.push(b' ');

@@ -15,6 +15,8 @@
 //! - `server`: listeners, worker threads, reloads, graceful shutdown
 //!   ([`Gateway`]).
 //! - `connection`: one client connection, from the fast path to hyper, drain.
+//! - `tls`: TLS termination: handshakes, certificates by SNI, HSTS and the
+//!   redirect to HTTPS.
 //! - `h1`: the HTTP/1.1 fast path that carries nearly all traffic: heads
 //!   parsed in place, bodies relayed unchanged, per-worker idle backend
 //!   connections.
@@ -56,6 +58,7 @@ mod retry;
 mod route;
 mod server;
 pub mod telemetry;
+mod tls;
 mod upgrade;
 mod upstream;
 
@@ -74,6 +77,8 @@ pub(crate) struct Shared {
     trusted: forwarded::TrustedProxies,
     /// The names the DNS responder answers, when `[dns]` is configured.
     dns: Option<dns::Names>,
+    /// With `[tls]`: the certificates as read for this configuration.
+    tls: Option<tls::Tls>,
 }
 
 impl Shared {
@@ -112,6 +117,7 @@ impl Shared {
             dns,
             pools: pools.into_iter().map(|(_, pool)| pool).collect(),
             trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
+            tls: config.tls.as_ref().map(tls::Tls::new),
             config,
         })
     }

@@ -40,8 +40,8 @@ use crate::pool::{Choice, Pool};
 use crate::retry::{self, Tried};
 use crate::route::{Route, host_without_port};
 use crate::telemetry::RequestMetrics;
-use crate::upgrade;
 use crate::upstream::{self, UpstreamClient};
+use crate::{tls, upgrade};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -53,14 +53,16 @@ pub(crate) struct Proxy {
     clients: Vec<UpstreamClient>,
     /// This worker's idle backend connections for the HTTP/1.1 fast path.
     pub(crate) idle: IdleConnections,
-    /// The scheme clients used, for `X-Forwarded-Proto`.
-    pub(crate) scheme: &'static str,
+    /// The HTTPS listener's port, where the plain listener redirects when
+    /// `tls.redirect_http` is on.
+    https_port: Option<u16>,
 }
 
 impl Proxy {
     /// Builds a worker's proxy; must run inside the worker's runtime, where
-    /// the clients will spawn their connections.
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    /// the clients will spawn their connections. `https_port` is the bound
+    /// port of the HTTPS listener, if there is one.
+    pub(crate) fn new(shared: Arc<Shared>, https_port: Option<u16>) -> Self {
         let clients = shared
             .router
             .routes()
@@ -72,13 +74,23 @@ impl Proxy {
             shared,
             clients,
             idle,
-            scheme: "http",
+            https_port,
         }
     }
 
-    /// Describes a new client connection's peer for the requests it will send.
-    pub(crate) fn peer(&self, addr: SocketAddr) -> Peer {
-        self.shared.trusted.peer(addr)
+    /// Describes a new client connection's peer for the requests it will
+    /// send; `tls` when it came over TLS.
+    pub(crate) fn peer(&self, addr: SocketAddr, tls: bool) -> Peer {
+        self.shared.trusted.peer(addr, tls)
+    }
+
+    /// The HTTPS port that `peer`'s requests are redirected to: for plain
+    /// connections while `tls.redirect_http` is on.
+    pub(crate) fn redirects_to(&self, peer: &Peer) -> Option<u16> {
+        let tls = self.shared.tls.as_ref()?;
+        (!peer.is_tls() && tls.redirects_http())
+            .then_some(self.https_port)
+            .flatten()
     }
 
     /// Serves one request; never fails, since every error is an answer.
@@ -91,7 +103,11 @@ impl Proxy {
         let request_id = request_id(req.headers().field("x-request-id"));
         req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
         let version = req.version();
-        let mut response = match self.forward(req, peer, started).await {
+        let answered = match self.redirects_to(peer) {
+            Some(port) => tls::redirect(request_host(&req), req.uri(), port).map_err(Failure::from),
+            None => self.forward(req, peer, started).await,
+        };
+        let mut response = match answered {
             Ok(response) => response,
             Err(Failure { error, counted_in }) => error.into_response(
                 counted_in
@@ -102,8 +118,20 @@ impl Proxy {
         };
         // Answer in the client's HTTP version, whatever the backend spoke.
         *response.version_mut() = version;
-        response.headers_mut().insert(X_REQUEST_ID, request_id);
+        let headers = response.headers_mut();
+        headers.insert(X_REQUEST_ID, request_id);
+        if let Some(hsts) = self.hsts(peer) {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
         Ok(response)
+    }
+
+    /// The `Strict-Transport-Security` value for `peer`'s answers: on TLS
+    /// connections when `tls.hsts` is set. It replaces a backend's own, so
+    /// that clients see one policy, the gateway's.
+    fn hsts(&self, peer: &Peer) -> Option<&HeaderValue> {
+        let tls = self.shared.tls.as_ref()?;
+        peer.is_tls().then(|| tls.hsts()).flatten()
     }
 
     async fn forward(
@@ -116,10 +144,7 @@ impl Proxy {
             .shared
             .router
             .find(request_host(&req).map(host_without_port), req.uri().path())
-            .ok_or(Failure {
-                error: GatewayError::NoRoute,
-                counted_in: None,
-            })?;
+            .ok_or(Failure::from(GatewayError::NoRoute))?;
         let route = &self.shared.router.routes()[route_index];
         let pool = &route.pool;
         let fail = |error| Failure::in_pool(error, pool, &pool.unassigned);
@@ -153,7 +178,6 @@ impl Proxy {
             peer,
             client_ip,
             host_header.as_ref().map(HeaderValue::as_bytes),
-            self.scheme,
         );
         strip_hop_by_hop(&mut parts.headers);
         forwarding.apply(&mut parts.headers);
@@ -308,6 +332,16 @@ impl Replay {
 struct Failure {
     error: GatewayError,
     counted_in: Option<(Arc<str>, Arc<RequestMetrics>)>,
+}
+
+impl From<GatewayError> for Failure {
+    /// An answer counted in no pool.
+    fn from(error: GatewayError) -> Self {
+        Self {
+            error,
+            counted_in: None,
+        }
+    }
 }
 
 impl Failure {

@@ -99,7 +99,7 @@ fn answer<B>(
     let headers = request.headers();
     let client_ip = shared
         .trusted
-        .client_ip(&shared.trusted.peer(peer), headers);
+        .client_ip(&shared.trusted.peer(peer, false), headers);
     let Some(choice) = pool.choose(client_ip, request.uri().path(), headers) else {
         let counted = Some((&*pool.name, Arc::clone(&pool.unassigned)));
         return GatewayError::NoBackend.into_response(counted, started);

@@ -24,6 +24,8 @@
 //! Each worker also serves its copies of the `[[tcp]]` and `[[redirect]]`
 //! listeners (see `l4` and `redirect`), on the same event loop: those
 //! modes share the pools, and a connection never hops threads there either.
+//! With `[tls]`, each worker also accepts from the HTTPS listener's socket;
+//! its connections go through the TLS handshake first (see `tls`).
 //!
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! request and close (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`), wait up to
@@ -99,6 +101,7 @@ pub enum ReloadError {
 #[derive(Debug)]
 pub struct Gateway {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     dns_addr: Option<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
@@ -121,6 +124,12 @@ impl Gateway {
         let config = &shared.config;
         let sockets = Sockets::bind(config)?;
         let addr = sockets.http.local_addr().map_err(StartError::Runtime)?;
+        let tls_addr = sockets
+            .tls
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()
+            .map_err(StartError::Runtime)?;
         let tcp_addrs = local_addrs(&sockets.tcp)?;
         let redirect_addrs = local_addrs(&sockets.redirect)?;
         let listeners = (0..config.worker_threads())
@@ -159,9 +168,10 @@ impl Gateway {
                 worker(sockets, follow, stop)
             })?);
         }
-        tracing::info!(%addr, admin = ?admin_addr, dns = ?dns_addr, tcp = ?tcp_addrs, redirect = ?redirect_addrs, "Gateway listening.");
+        tracing::info!(%addr, tls = ?tls_addr, admin = ?admin_addr, dns = ?dns_addr, tcp = ?tcp_addrs, redirect = ?redirect_addrs, "Gateway listening.");
         Ok(Self {
             addr,
+            tls_addr,
             admin_addr,
             dns_addr,
             tcp_addrs,
@@ -187,6 +197,11 @@ impl Gateway {
     /// The address clients connect to (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTPS listener's address, if `[tls]` is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The admin listener's address, if one is configured.
@@ -229,12 +244,14 @@ fn needs_no_restart(running: &Config, next: &Config) -> Result<(), ReloadError> 
             c.redirect.iter().map(|r| r.listen).collect::<Vec<_>>()
         )
     };
-    let fixed: [(&'static str, String, String); 6] = [
+    let tls_listen = |config: &Config| format!("{:?}", config.tls.as_ref().map(|t| t.listen));
+    let fixed: [(&'static str, String, String); 7] = [
         (
             "listen",
             running.listen.to_string(),
             next.listen.to_string(),
         ),
+        ("tls.listen", tls_listen(running), tls_listen(next)),
         (
             "admin_listen",
             format!("{:?}", running.admin_listen),
@@ -287,6 +304,8 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError
 #[derive(Debug)]
 struct Sockets {
     http: std::net::TcpListener,
+    /// The HTTPS listener, with `[tls]`.
+    tls: Option<std::net::TcpListener>,
     tcp: Vec<std::net::TcpListener>,
     redirect: Vec<std::net::TcpListener>,
 }
@@ -296,6 +315,11 @@ impl Sockets {
         let all = |addrs: Vec<SocketAddr>| addrs.into_iter().map(bind).collect::<Result<_, _>>();
         Ok(Self {
             http: bind(config.listen)?,
+            tls: config
+                .tls
+                .as_ref()
+                .map(|tls| bind(tls.listen))
+                .transpose()?,
             tcp: all(config.tcp.iter().map(|t| t.listen).collect())?,
             redirect: all(config.redirect.iter().map(|r| r.listen).collect())?,
         })
@@ -311,6 +335,7 @@ impl Sockets {
         };
         Ok(Self {
             http: self.http.try_clone()?,
+            tls: self.tls.as_ref().map(|s| s.try_clone()).transpose()?,
             tcp: all(&self.tcp)?,
             redirect: all(&self.redirect)?,
         })
@@ -367,6 +392,11 @@ pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
 fn worker(sockets: Sockets, mut follow: Current, stop: watch::Receiver<bool>) -> io::Result<()> {
     runtime()?.block_on(async move {
         let listener = TcpListener::from_std(sockets.http)?;
+        let tls_listener = sockets.tls.map(TcpListener::from_std).transpose()?;
+        let https_port = tls_listener
+            .as_ref()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .transpose()?;
         let mut beside = JoinSet::new();
         for (i, socket) in sockets.tcp.into_iter().enumerate() {
             let socket = TcpListener::from_std(socket)?;
@@ -376,14 +406,14 @@ fn worker(sockets: Sockets, mut follow: Current, stop: watch::Receiver<bool>) ->
             let socket = TcpListener::from_std(socket)?;
             beside.spawn(redirect::serve(socket, i, follow.clone(), stop.clone()));
         }
-        let first = context(Arc::clone(&follow.borrow_and_update()));
+        let first = context(Arc::clone(&follow.borrow_and_update()), https_port);
         let (publish, latest) = watch::channel(first);
         // Rebuilds this worker's context on every reload; connections take
         // it up at their next request.
         let rebuild = tokio::spawn(async move {
             while follow.changed().await.is_ok() {
                 let shared = Arc::clone(&follow.borrow_and_update());
-                publish.send_replace(context(shared));
+                publish.send_replace(context(shared, https_port));
             }
         });
         let prune = tokio::spawn({
@@ -399,18 +429,28 @@ fn worker(sockets: Sockets, mut follow: Current, stop: watch::Receiver<bool>) ->
             }
         });
         let drain = Drain::new();
-        accept_until_stopped(&listener, stop.clone(), |stream, peer| {
-            let serve = connection::serve(
-                stream,
-                peer,
-                connection::Latest::new(latest.clone()),
-                stop.clone(),
-                drain.hold(),
-            );
-            tokio::spawn(serve);
-        })
-        .await;
-        drop(listener);
+        let accept = |tls| {
+            let (latest, stop, hold) = (latest.clone(), stop.clone(), drain.hold());
+            move |stream, peer| {
+                let serve = connection::serve(
+                    stream,
+                    peer,
+                    tls,
+                    connection::Latest::new(latest.clone()),
+                    stop.clone(),
+                    hold.clone(),
+                );
+                tokio::spawn(serve);
+            }
+        };
+        let plain = accept_until_stopped(&listener, stop.clone(), accept(false));
+        let https = async {
+            if let Some(tls_listener) = &tls_listener {
+                accept_until_stopped(tls_listener, stop.clone(), accept(true)).await;
+            }
+        };
+        tokio::join!(plain, https);
+        drop((listener, tls_listener));
         prune.abort();
         rebuild.abort();
         let limit = latest.borrow().proxy.shared.config.drain_timeout;
@@ -423,12 +463,13 @@ fn worker(sockets: Sockets, mut follow: Current, stop: watch::Receiver<bool>) ->
 
 /// A worker's context for one configuration; must run inside the worker's
 /// runtime, where its upstream clients spawn their connections.
-fn context(shared: Arc<Shared>) -> Arc<connection::Context> {
+/// `https_port` is the HTTPS listener's, if there is one.
+fn context(shared: Arc<Shared>, https_port: Option<u16>) -> Arc<connection::Context> {
     let limits = &shared.config.limits;
     Arc::new(connection::Context {
         builder: connection_builder(limits),
         idle_timeout: limits.idle_timeout,
-        proxy: Arc::new(Proxy::new(shared)),
+        proxy: Arc::new(Proxy::new(shared, https_port)),
     })
 }
 
@@ -458,8 +499,9 @@ pub(crate) async fn accept_until_stopped(
     }
 }
 
-/// The per-connection protocol settings: HTTP/1.1 and h2c on one port, with
-/// the configured limits.
+/// The per-connection protocol settings: HTTP/1.1 and HTTP/2 (h2c on the
+/// plain listener; over TLS, what ALPN chose, as the client's preface
+/// shows), with the configured limits.
 fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -43,6 +43,9 @@ pub const DNS_QUERIES: &str = "stampede_gateway_dns_queries_total";
 pub const TCP_CONNECTIONS: &str = "stampede_gateway_tcp_connections_total";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
+/// TLS handshakes on the HTTPS listener, by `outcome` (`ok`, `failed`,
+/// `timeout`).
+pub const TLS_HANDSHAKES: &str = "stampede_gateway_tls_handshakes_total";
 
 /// Latency buckets in seconds: from a cached answer to a slow checkout.
 const BUCKETS: [f64; 14] = [

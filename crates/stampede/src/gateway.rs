@@ -112,6 +112,9 @@ fn serve(config: Config, args: &Args) -> anyhow::Result<()> {
         "stampede gateway listening on http://{}",
         gateway.local_addr()
     );
+    if let Some(tls) = gateway.tls_addr() {
+        println!("stampede gateway listening on https://{tls}");
+    }
     if let Some(admin) = gateway.admin_addr() {
         println!("admin (metrics) on http://{admin}/metrics");
     }

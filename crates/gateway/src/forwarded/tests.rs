@@ -22,7 +22,10 @@ fn trusting(nets: &[&str]) -> TrustedProxies {
 }
 
 fn client_ip(proxies: &TrustedProxies, peer: &str, headers: &HeaderMap) -> IpAddr {
-    proxies.client_ip(&proxies.peer(SocketAddr::new(ip(peer), 40000)), headers)
+    proxies.client_ip(
+        &proxies.peer(SocketAddr::new(ip(peer), 40000), false),
+        headers,
+    )
 }
 
 /// Rewrites as the proxy does: client address first, then the headers.
@@ -32,9 +35,9 @@ fn forward(
     headers: &mut HeaderMap,
     host: Option<&HeaderValue>,
 ) {
-    let peer = proxies.peer(SocketAddr::new(ip(peer), 40000));
+    let peer = proxies.peer(SocketAddr::new(ip(peer), 40000), false);
     let client = proxies.client_ip(&peer, headers);
-    Forwarding::new(headers, &peer, client, host.map(|h| h.as_bytes()), "http").apply(headers);
+    Forwarding::new(headers, &peer, client, host.map(|h| h.as_bytes())).apply(headers);
 }
 
 #[test]
@@ -102,6 +105,16 @@ fn rewrite_replaces_untrusted_and_appends_trusted() {
     assert_eq!(h["x-forwarded-for"], "198.51.100.7, 10.0.0.1");
     assert_eq!(h["x-real-ip"], "198.51.100.7");
     assert_eq!(h["x-forwarded-proto"], "https");
+}
+
+#[test]
+fn a_tls_connection_forwards_https_whatever_the_client_claims() {
+    let proxies = trusting(&[]);
+    let peer = proxies.peer(SocketAddr::new(ip("203.0.113.9"), 40000), true);
+    let mut h = headers(&[("x-forwarded-proto", "http")]);
+    Forwarding::new(&h, &peer, peer.ip, None).apply(&mut h);
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["forwarded"], "for=203.0.113.9;proto=https");
 }
 
 #[test]

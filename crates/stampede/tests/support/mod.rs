@@ -686,6 +686,8 @@ pub(crate) struct Gateway {
     process: Process,
     /// Where clients connect.
     pub(crate) addr: SocketAddr,
+    /// The HTTPS listener, when `[tls]` is configured.
+    pub(crate) tls: Option<SocketAddr>,
     /// The admin listener, when configured.
     pub(crate) admin: Option<SocketAddr>,
     /// The DNS responder (UDP and TCP), when `[dns]` is configured.
@@ -701,7 +703,7 @@ impl Gateway {
             .args(["--listen", "127.0.0.1:0", "--workers", "2"])
             .args(args);
         let admin = args.iter().any(|a| a == "--admin-listen");
-        Self::spawn(command, admin, false, None).await
+        Self::spawn(command, false, admin, false, None).await
     }
 
     /// Quick flags: these backends and this strategy.
@@ -725,17 +727,33 @@ impl Gateway {
         let file = TempFile::new("toml", toml);
         let mut command = stampede("gateway");
         command.arg("--config").arg(&file.0).args(args);
-        let starts = |key: &str| toml.lines().any(|l| l.trim_start().starts_with(key));
-        Self::spawn(command, starts("admin_listen"), starts("[dns]"), Some(file)).await
+        let has = |start: &str| toml.lines().any(|l| l.trim_start().starts_with(start));
+        let (tls, admin, dns) = (has("[tls]"), has("admin_listen"), has("[dns]"));
+        Self::spawn(command, tls, admin, dns, Some(file)).await
     }
 
     /// Starts `command` and reads the addresses it prints: the listener's,
-    /// then the admin listener's and the DNS responder's when asked for.
-    async fn spawn(command: Command, admin: bool, dns: bool, config: Option<TempFile>) -> Gateway {
+    /// then the HTTPS listener's, the admin listener's and the DNS
+    /// responder's when asked for.
+    async fn spawn(
+        command: Command,
+        tls: bool,
+        admin: bool,
+        dns: bool,
+        config: Option<TempFile>,
+    ) -> Gateway {
         let mut process = Process::spawn(command, "gateway");
         let addr = process
             .addr_after("stampede gateway listening on http://")
             .await;
+        let tls = match tls {
+            false => None,
+            true => Some(
+                process
+                    .addr_after("stampede gateway listening on https://")
+                    .await,
+            ),
+        };
         let admin = match admin {
             false => None,
             true => Some(process.admin_addr().await),
@@ -747,6 +765,7 @@ impl Gateway {
         Gateway {
             process,
             addr,
+            tls,
             admin,
             dns,
             config,
