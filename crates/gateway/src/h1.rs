@@ -292,10 +292,10 @@ impl Exchanging<'_> {
         }
         let in_pool =
             |metrics: &Arc<RequestMetrics>| Some((Arc::clone(&pool.name), Arc::clone(metrics)));
-        if let Framing::Length(n) = framing {
-            if n > shared.config.limits.max_body_bytes {
-                return refuse(GatewayError::BodyTooLarge, in_pool(&pool.unassigned), true);
-            }
+        if let Framing::Length(n) = framing
+            && n > shared.config.limits.max_body_bytes
+        {
+            return refuse(GatewayError::BodyTooLarge, in_pool(&pool.unassigned), true);
         }
         let client_ip = shared.trusted.client_ip(peer, fields);
         let entry = match route.enter(client_ip, fields) {
@@ -531,10 +531,10 @@ impl Exchanging<'_> {
         reuse_at: Option<Instant>,
     ) -> Result<Upstream, GatewayError> {
         let (pool, route, slot) = (&target.route.pool, target.route, target.slot);
-        if let Some(now) = reuse_at {
-            if let Some(upstream) = self.proxy.idle.take(slot, now, pool.idle_timeout) {
-                return Ok(upstream);
-            }
+        if let Some(now) = reuse_at
+            && let Some(upstream) = self.proxy.idle.take(slot, now, pool.idle_timeout)
+        {
+            return Ok(upstream);
         }
         let backend = pool.backends[slot.1].addr;
         let failed = |reason| GatewayError::Upstream { backend, reason };

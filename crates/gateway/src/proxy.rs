@@ -356,12 +356,12 @@ impl Failure {
 /// The incoming `X-Request-Id` when it is sane (1–200 visible ASCII
 /// characters), else a fresh 128-bit random id in hex.
 pub(crate) fn request_id(incoming: Option<&[u8]>) -> HeaderValue {
-    if let Some(bytes) = incoming {
-        if (1..=200).contains(&bytes.len()) && bytes.iter().all(|b| b.is_ascii_graphic()) {
-            if let Ok(id) = HeaderValue::from_bytes(bytes) {
-                return id;
-            }
-        }
+    if let Some(bytes) = incoming
+        && (1..=200).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_graphic())
+        && let Ok(id) = HeaderValue::from_bytes(bytes)
+    {
+        return id;
     }
     let mut id = [0u8; 32];
     let bits = fastrand::u128(..);

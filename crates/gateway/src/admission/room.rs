@@ -217,11 +217,11 @@ impl WaitingRoom {
 
     /// A newcomer takes a spare place if there is one, else a ticket.
     fn newcomer(&self, line: &mut Line, free: usize, now: Instant) -> Turn {
-        if line.spare(free) > 0 {
-            if let Ok(place) = Arc::clone(&self.places).try_acquire_owned() {
-                line.counted(now);
-                return Turn::In(Some(place));
-            }
+        if line.spare(free) > 0
+            && let Ok(place) = Arc::clone(&self.places).try_acquire_owned()
+        {
+            line.counted(now);
+            return Turn::In(Some(place));
         }
         if line.len() >= self.config.max_waiting {
             return Turn::Full;
