@@ -19,6 +19,9 @@ pub(crate) enum GatewayError {
     /// No route matches the Host and path.
     #[error("no route for this host and path")]
     NoRoute,
+    /// A static route has no such file (or refuses to say it has).
+    #[error("no such file")]
+    NoFile,
     /// The request URI could not be forwarded.
     #[error("the request URI cannot be forwarded")]
     BadRequest,
@@ -89,7 +92,7 @@ impl GatewayError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::NoRoute => (StatusCode::NOT_FOUND, "not_found"),
+            Self::NoRoute | Self::NoFile => (StatusCode::NOT_FOUND, "not_found"),
             Self::BadRequest | Self::MalformedRequest => (StatusCode::BAD_REQUEST, "invalid"),
             Self::HeadTooLarge => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
