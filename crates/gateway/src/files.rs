@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -119,6 +119,9 @@ impl Files {
         started: Instant,
     ) -> Response<ResponseBody> {
         let (parts, _) = req.into_parts();
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            return self.refuse(GatewayError::MethodNotAllowed, started);
+        }
         let rest = &parts.uri.path()[self.matcher.prefix.len()..];
         let (root, relative) = (Arc::clone(&self.root), rest.to_owned());
         let found = tokio::task::spawn_blocking(move || look_up(&root, &relative))
@@ -126,7 +129,7 @@ impl Files {
             .ok()
             .flatten();
         let Some(file) = found else {
-            return self.not_found(started);
+            return self.refuse(GatewayError::NoFile, started);
         };
         let mut headers = parts.headers;
         if let Some(wanted) = headers.get(header::IF_NONE_MATCH) {
@@ -146,7 +149,7 @@ impl Files {
         let mut service = self.service.clone();
         let Ok(response) = service.call(inner).await;
         if response.status() == StatusCode::NOT_FOUND {
-            return self.not_found(started);
+            return self.refuse(GatewayError::NoFile, started);
         }
         let response =
             response.map(|body| ResponseBody::boxed(body.map_err(BodyError::File).boxed_unsync()));
@@ -190,9 +193,10 @@ impl Files {
                 .is_some_and(|c| file.len >= c.min_bytes && compressible_type(guessed.as_bytes()))
     }
 
-    fn not_found(&self, started: Instant) -> Response<ResponseBody> {
+    /// The answer in the contract's error shape, counted.
+    fn refuse(&self, error: GatewayError, started: Instant) -> Response<ResponseBody> {
         let counted_in = Some((&*self.label, Arc::clone(&self.metrics)));
-        GatewayError::NoFile.into_response(counted_in, started)
+        error.into_response(counted_in, started)
     }
 }
 

@@ -5,9 +5,11 @@
 
 mod support;
 
+use http_body_util::Full;
+use hyper::Request;
 use support::{
     Backend, Gateway, HttpClient, Reply, TempDir, assert_status, client, connect, get, get_with,
-    read_response, toml_backends,
+    read_response, send, toml_backends,
 };
 
 /// Text that compresses well, above `min_bytes`.
@@ -120,6 +122,14 @@ async fn files_carry_validators_and_cache_headers_and_revalidate_with_304() {
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["error"], "not_found");
     assert_eq!(reply.json()["pool"], "static:/static");
+
+    let post = Request::post(gateway.url("/static/index.html"))
+        .body(Full::default())
+        .unwrap();
+    let reply = send(&client, post).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.json()["error"], "method_not_allowed");
+    assert_eq!(reply.header("allow").as_deref(), Some("GET, HEAD"));
 
     // The pool's route is untouched, and static answers are counted.
     assert_eq!(get(&client, &gateway.url("/api")).await.text(), "web");
