@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use stampede_balance::InFlight;
 use tokio::time::Sleep;
@@ -36,6 +37,9 @@ pub(crate) enum BodyError {
     /// The connection on the other side failed.
     #[error(transparent)]
     Transport(#[from] hyper::Error),
+    /// A static file could not be read (or compressed) to the end.
+    #[error("reading the file failed: {0}")]
+    File(tower_http::BoxError),
 }
 
 /// A client's request body on its way to a backend.
@@ -197,6 +201,8 @@ pub(crate) struct ResponseBody {
 enum Kind {
     Upstream(Incoming),
     Full(Option<Bytes>),
+    /// A body made in the gateway by other code: a static file.
+    Boxed(UnsyncBoxBody<Bytes, BodyError>),
 }
 
 impl ResponseBody {
@@ -222,6 +228,23 @@ impl ResponseBody {
             _exchange: exchange,
             _open: None,
         }
+    }
+
+    /// A body from elsewhere in the gateway (a file), not yet counted:
+    /// see [`ResponseBody::counted`].
+    pub(crate) fn boxed(inner: UnsyncBoxBody<Bytes, BodyError>) -> Self {
+        Self {
+            kind: Kind::Boxed(inner),
+            deadline: None,
+            _exchange: None,
+            _open: None,
+        }
+    }
+
+    /// This body, counting `exchange` when it ends.
+    pub(crate) fn counted(mut self, exchange: Exchange) -> Self {
+        self._exchange = Some(exchange);
+        self
     }
 
     /// Marks the client connection busy until this body ends or is dropped.
@@ -251,6 +274,7 @@ impl Body for ResponseBody {
         let this = &mut *self;
         match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Boxed(inner) => Pin::new(inner).poll_frame(cx),
             Kind::Upstream(inner) => {
                 if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
                     return Poll::Ready(frame.map(|f| f.map_err(BodyError::from)));
@@ -268,6 +292,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Upstream(inner) => inner.is_end_stream(),
             Kind::Full(bytes) => bytes.is_none(),
+            Kind::Boxed(inner) => inner.is_end_stream(),
         }
     }
 
@@ -276,6 +301,7 @@ impl Body for ResponseBody {
             Kind::Upstream(inner) => inner.size_hint(),
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Boxed(inner) => inner.size_hint(),
         }
     }
 }

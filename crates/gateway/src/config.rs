@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -18,8 +18,10 @@ pub use stampede_config::ConfigError;
 use stampede_config::quote;
 
 mod de;
+mod files;
 mod tls;
 
+pub use files::{Algorithm, CacheConfig, CompressionConfig};
 pub(crate) use tls::Certificate;
 pub use tls::{CertificateFiles, TlsConfig};
 
@@ -68,6 +70,9 @@ pub struct Config {
     /// the backend a pool chooses (see the gateway's `redirect` module).
     #[serde(default)]
     pub redirect: Vec<RedirectConfig>,
+    /// On-the-fly compression of static files; none when absent.
+    #[serde(default)]
+    pub compression: Option<CompressionConfig>,
 }
 
 /// `[dns]`: names answered with the healthy backends of a pool.
@@ -355,7 +360,8 @@ pub struct StickyConfig {
     pub cookie: String,
 }
 
-/// A route: requests whose Host and path match go to `pool`.
+/// A route: requests whose Host and path match go to `pool`, or are
+/// answered with files from `static_dir`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
@@ -365,8 +371,17 @@ pub struct RouteConfig {
     /// Path prefix to match, on segment boundaries (`/api` matches `/api/x`, not `/apix`).
     #[serde(default = "defaults::path_prefix")]
     pub path_prefix: String,
-    /// The pool that serves this route.
-    pub pool: String,
+    /// The pool that serves this route; exactly one of `pool` and
+    /// `static_dir`.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// The directory whose files this route serves, the path after the
+    /// prefix naming the file; canonical once validated.
+    #[serde(default)]
+    pub static_dir: Option<PathBuf>,
+    /// With `static_dir`: the `Cache-Control` of its answers.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Longest wait for a TCP connection to a backend; then `502`.
     #[serde(
         default = "defaults::connect_timeout",
@@ -739,8 +754,15 @@ impl Config {
                     .into(),
             ));
         }
+        for (i, route) in self.routes.iter_mut().enumerate() {
+            route
+                .validate_target()
+                .map_err(|(key, problem)| (format!("routes[{i}].{key}"), problem))?;
+        }
         for (i, route) in self.routes.iter().enumerate() {
-            self.pool_named(&route.pool, || format!("routes[{i}].pool"))?;
+            if let Some(pool) = &route.pool {
+                self.pool_named(pool, || format!("routes[{i}].pool"))?;
+            }
             route
                 .validate_admission()
                 .map_err(|(key, problem)| (format!("routes[{i}].{key}"), problem))?;
@@ -904,6 +926,38 @@ impl DnsConfig {
 }
 
 impl RouteConfig {
+    /// Checks that the route is served by a pool or a directory, not both
+    /// nor neither, and makes the directory canonical; the key returned is
+    /// relative to the route.
+    fn validate_target(&mut self) -> Result<(), (String, String)> {
+        match (&self.pool, &mut self.static_dir) {
+            (Some(_), None) => Ok(()),
+            (None, Some(dir)) => {
+                *dir = files::canonical_dir(dir).map_err(|p| ("static_dir".into(), p))?;
+                if self.admission().is_some() {
+                    let key = match self.max_concurrency {
+                        Some(_) => "max_concurrency",
+                        None => "rate_limit",
+                    };
+                    return Err((
+                        key.into(),
+                        "a static_dir route has no admission control; files are cheap to serve"
+                            .into(),
+                    ));
+                }
+                Ok(())
+            }
+            (Some(_), Some(_)) => Err((
+                "static_dir".into(),
+                "a route is served by a pool or a static_dir, not both".into(),
+            )),
+            (None, None) => Err((
+                "pool".into(),
+                "missing: name the pool that serves the route, or a static_dir".into(),
+            )),
+        }
+    }
+
     /// Checks the route's admission keys; the key returned is relative to
     /// the route.
     fn validate_admission(&self) -> Result<(), (String, String)> {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::admission::Waiting;
@@ -19,6 +19,12 @@ pub(crate) enum GatewayError {
     /// No route matches the Host and path.
     #[error("no route for this host and path")]
     NoRoute,
+    /// A static route has no such file (or refuses to say it has).
+    #[error("no such file")]
+    NoFile,
+    /// A static route answers `GET` and `HEAD` only.
+    #[error("files are read with GET or HEAD")]
+    MethodNotAllowed,
     /// The request URI could not be forwarded.
     #[error("the request URI cannot be forwarded")]
     BadRequest,
@@ -89,12 +95,13 @@ impl GatewayError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::NoRoute => (StatusCode::NOT_FOUND, "not_found"),
+            Self::NoRoute | Self::NoFile => (StatusCode::NOT_FOUND, "not_found"),
             Self::BadRequest | Self::MalformedRequest => (StatusCode::BAD_REQUEST, "invalid"),
             Self::HeadTooLarge => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "header_too_large",
             ),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BodyStalled => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::NoBackend => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -128,6 +135,9 @@ impl GatewayError {
             .map(|seconds| (RETRY_AFTER, HeaderValue::from(seconds)))
             .into_iter()
             .collect();
+        if let Self::MethodNotAllowed = self {
+            fields.push((ALLOW, HeaderValue::from_static("GET, HEAD")));
+        }
         let (content_type, body) = match &self {
             Self::Waiting(waiting) => {
                 fields.extend(waiting.fields());

@@ -55,7 +55,7 @@ use crate::forwarded::{ForwardingCache, Peer};
 use crate::pool::Choice;
 use crate::proxy::{Proxy, request_id};
 use crate::retry::{self, Tried};
-use crate::route::{Route, host_without_port};
+use crate::route::{Found, Route, host_without_port};
 use crate::telemetry::RequestMetrics;
 
 mod chunked;
@@ -282,8 +282,11 @@ impl Exchanging<'_> {
         let host_name = host
             .and_then(|h| std::str::from_utf8(h).ok())
             .map(host_without_port);
-        let Some(route_index) = shared.router.find(host_name, route_path) else {
-            return refuse(GatewayError::NoRoute, None, has_body);
+        let route_index = match shared.router.find(host_name, route_path) {
+            Some(Found::Pool(index)) => index,
+            // Files are served by hyper: this path only relays bytes.
+            Some(Found::Files(_)) => return Parsed::Handoff,
+            None => return refuse(GatewayError::NoRoute, None, has_body),
         };
         let route = &shared.router.routes()[route_index];
         let pool = &route.pool;

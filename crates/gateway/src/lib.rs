@@ -23,7 +23,9 @@
 //! - `proxy`: the same journey through hyper, for HTTP/2, upgrades and the
 //!   rest; `upstream` holds its pooled client.
 //! - `fields`: one read-only header view for both paths.
-//! - `route`: Host and path-prefix routing to pools.
+//! - `route`: Host and path-prefix routing to pools and directories.
+//! - `files`: static files from a directory, with cache headers and
+//!   compression.
 //! - `admission`: what a route lets through when a crowd arrives.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live
 //!   in the `stampede-balance` crate).
@@ -47,6 +49,7 @@ mod dns;
 mod ejection;
 mod error;
 mod fields;
+mod files;
 mod forwarded;
 mod h1;
 mod health;
@@ -106,14 +109,21 @@ impl Shared {
             .routes
             .iter()
             .filter_map(|route| {
-                let (_, pool) = pools.iter().find(|(name, _)| *name == route.pool)?;
+                let name = route.pool.as_ref()?;
+                let (_, pool) = pools.iter().find(|(n, _)| n == name)?;
                 let old = previous.and_then(|p| p.router.same(route));
                 Some(route::Route::new(route, Arc::clone(pool), old))
             })
             .collect::<Result<_, _>>()?;
+        let files = config
+            .routes
+            .iter()
+            .filter(|route| route.static_dir.is_some())
+            .map(|route| files::Files::new(route, config.compression.as_ref()))
+            .collect();
         let dns = config.dns.as_ref().map(|dns| dns::Names::new(dns, &pools));
         Ok(Self {
-            router: route::Router::new(routes),
+            router: route::Router::new(routes, files),
             dns,
             pools: pools.into_iter().map(|(_, pool)| pool).collect(),
             trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),

@@ -38,7 +38,7 @@ use crate::forwarded::{Forwarding, Peer, strip_hop_by_hop};
 use crate::h1::IdleConnections;
 use crate::pool::{Choice, Pool};
 use crate::retry::{self, Tried};
-use crate::route::{Route, host_without_port};
+use crate::route::{Found, Route, host_without_port};
 use crate::telemetry::RequestMetrics;
 use crate::upstream::{self, UpstreamClient};
 use crate::{tls, upgrade};
@@ -140,11 +140,12 @@ impl Proxy {
         peer: &Peer,
         started: Instant,
     ) -> Result<Response<ResponseBody>, Failure> {
-        let route_index = self
-            .shared
-            .router
-            .find(request_host(&req).map(host_without_port), req.uri().path())
-            .ok_or(Failure::from(GatewayError::NoRoute))?;
+        let host = request_host(&req).map(host_without_port);
+        let route_index = match self.shared.router.find(host, req.uri().path()) {
+            Some(Found::Pool(index)) => index,
+            Some(Found::Files(files)) => return Ok(files.serve(req, started).await),
+            None => return Err(GatewayError::NoRoute.into()),
+        };
         let route = &self.shared.router.routes()[route_index];
         let pool = &route.pool;
         let fail = |error| Failure::in_pool(error, pool, &pool.unassigned);

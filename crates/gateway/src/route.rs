@@ -1,4 +1,5 @@
-//! Routing: which pool serves a request, by Host and path prefix.
+//! Routing: which pool (or directory of static files) serves a request,
+//! by Host and path prefix.
 //!
 //! Routes are tried most specific first: a route naming a host before one
 //! that matches any host, then the longest path prefix. Prefixes match on
@@ -13,13 +14,49 @@ use crate::admission::{Admission, Admitted, Entry, Scope};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::fields::Fields;
+use crate::files::Files;
 use crate::pool::Pool;
+
+/// What a route matches: a host (any when `None`) and a path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Matcher {
+    /// Lowercase.
+    host: Option<String>,
+    /// Without a trailing `/` (empty for `/`).
+    pub(crate) prefix: String,
+}
+
+impl Matcher {
+    /// What a route of `config` matches.
+    pub(crate) fn of(config: &RouteConfig) -> Self {
+        Self {
+            host: config.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            prefix: config.path_prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        let host_ok = match (&self.host, host) {
+            (None, _) => true,
+            (Some(want), Some(host)) => want.eq_ignore_ascii_case(host),
+            (Some(_), None) => false,
+        };
+        host_ok
+            && path.starts_with(&self.prefix)
+            && matches!(path.as_bytes().get(self.prefix.len()), None | Some(b'/'))
+    }
+
+    /// Sorts more specific matchers first: a host before none, then the
+    /// longer prefix.
+    fn specificity(&self) -> (bool, std::cmp::Reverse<usize>) {
+        (self.host.is_none(), std::cmp::Reverse(self.prefix.len()))
+    }
+}
 
 /// One route, resolved to its pool.
 #[derive(Debug)]
 pub(crate) struct Route {
-    host: Option<String>,
-    prefix: String,
+    matcher: Matcher,
     pub(crate) pool: Arc<Pool>,
     pub(crate) connect_timeout: Duration,
     pub(crate) first_byte_timeout: Duration,
@@ -40,7 +77,7 @@ impl Route {
         pool: Arc<Pool>,
         previous: Option<&Route>,
     ) -> Result<Self, getrandom::Error> {
-        let (host, prefix) = matched(config);
+        let matcher = Matcher::of(config);
         let kept = previous
             .filter(|p| p.pool.name == pool.name)
             .and_then(|p| p.admission.as_ref());
@@ -50,8 +87,8 @@ impl Route {
                 None => {
                     let scope = Scope {
                         pool: &pool.name,
-                        host: host.as_deref(),
-                        prefix: &prefix,
+                        host: matcher.host.as_deref(),
+                        prefix: &matcher.prefix,
                     };
                     Arc::new(Admission::new(wanted, scope)?)
                 }
@@ -63,8 +100,7 @@ impl Route {
             first_byte_timeout: config.first_byte_timeout,
             total_timeout: config.total_timeout,
             admission,
-            host,
-            prefix,
+            matcher,
             pool,
         })
     }
@@ -91,29 +127,29 @@ impl Route {
             None => Ok(place),
         }
     }
-
-    fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        let host_ok = match (&self.host, host) {
-            (None, _) => true,
-            (Some(want), Some(host)) => want.eq_ignore_ascii_case(host),
-            (Some(_), None) => false,
-        };
-        host_ok
-            && path.starts_with(&self.prefix)
-            && matches!(path.as_bytes().get(self.prefix.len()), None | Some(b'/'))
-    }
 }
 
-/// The routing table, sorted most specific first.
+/// What serves a request: the index of a pool's route, or a directory.
+#[derive(Debug)]
+pub(crate) enum Found<'a> {
+    Pool(usize),
+    Files(&'a Files),
+}
+
+/// The routing table, sorted most specific first: the routes to pools,
+/// and apart from them those to directories, so that the pools' routes
+/// keep indices of their own (workers hold a client per route).
 #[derive(Debug)]
 pub(crate) struct Router {
     routes: Vec<Route>,
+    files: Vec<Files>,
 }
 
 impl Router {
-    pub(crate) fn new(mut routes: Vec<Route>) -> Self {
-        routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.prefix.len())));
-        Self { routes }
+    pub(crate) fn new(mut routes: Vec<Route>, mut files: Vec<Files>) -> Self {
+        routes.sort_by_key(|r| r.matcher.specificity());
+        files.sort_by_key(|f| f.matcher.specificity());
+        Self { routes, files }
     }
 
     /// The routes, in matching order; workers build one client per route.
@@ -123,23 +159,29 @@ impl Router {
 
     /// The route for the same host and path prefix as `config`, if any.
     pub(crate) fn same(&self, config: &RouteConfig) -> Option<&Route> {
-        let (host, prefix) = matched(config);
-        self.routes
+        let matcher = Matcher::of(config);
+        self.routes.iter().find(|r| r.matcher == matcher)
+    }
+
+    /// What serves `host` (port already removed) and `path`: the most
+    /// specific of the pools' route and the directories' that match.
+    pub(crate) fn find(&self, host: Option<&str>, path: &str) -> Option<Found<'_>> {
+        let pool = self
+            .routes
             .iter()
-            .find(|r| r.prefix == prefix && r.host == host)
+            .position(|r| r.matcher.matches(host, path));
+        // Most gateways serve no files: then this is one empty loop.
+        let files = self.files.iter().find(|f| f.matcher.matches(host, path));
+        match (pool, files) {
+            (Some(i), Some(files))
+                if files.matcher.specificity() < self.routes[i].matcher.specificity() =>
+            {
+                Some(Found::Files(files))
+            }
+            (Some(i), _) => Some(Found::Pool(i)),
+            (None, files) => files.map(Found::Files),
+        }
     }
-
-    /// The index of the route serving `host` (port already removed) and `path`.
-    pub(crate) fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
-        self.routes.iter().position(|r| r.matches(host, path))
-    }
-}
-
-/// The host (lowercase) and path prefix (without a trailing `/`) a route
-/// of `config` matches.
-fn matched(config: &RouteConfig) -> (Option<String>, String) {
-    let host = config.host.as_ref().map(|h| h.to_ascii_lowercase());
-    (host, config.path_prefix.trim_end_matches('/').to_owned())
 }
 
 /// The host part of a Host header or authority: `Example.com:8080` → `Example.com`.
@@ -156,6 +198,32 @@ pub(crate) fn host_without_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn matcher(host: Option<&str>, prefix: &str) -> Matcher {
+        Matcher {
+            host: host.map(str::to_owned),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        let statics = matcher(None, "/static");
+        assert!(statics.matches(None, "/static"));
+        assert!(statics.matches(None, "/static/app.css"));
+        assert!(!statics.matches(None, "/staticx"));
+        assert!(matcher(None, "/").matches(Some("a"), "/anything"));
+        assert!(!matcher(Some("a.test"), "/").matches(None, "/"));
+    }
+
+    #[test]
+    fn more_specific_sorts_first() {
+        let by_host = matcher(Some("a.test"), "/");
+        let longer = matcher(None, "/static");
+        let root = matcher(None, "/");
+        assert!(by_host.specificity() < longer.specificity());
+        assert!(longer.specificity() < root.specificity());
+    }
 
     #[test]
     fn strips_ports() {

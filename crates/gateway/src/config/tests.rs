@@ -577,3 +577,61 @@ fn routes_may_be_left_out_only_when_another_listener_serves() {
         "DNS alone serves"
     );
 }
+
+#[test]
+fn a_route_serves_a_pool_or_a_directory_and_mistakes_are_named() {
+    let statics = |keys: &str| format!("{GOOD}[[routes]]\npath_prefix = \"/static\"\n{keys}\n");
+    let config = Config::from_toml(&statics("static_dir = \".\""), "test.toml").unwrap();
+    let route = &config.routes[1];
+    assert!(
+        route.static_dir.as_ref().unwrap().is_absolute(),
+        "made canonical"
+    );
+    assert_eq!(route.cache, CacheConfig::default());
+    assert_eq!(
+        route.cache.immutable_max_age,
+        Duration::from_secs(31_536_000)
+    );
+    assert_eq!(config.compression, None);
+
+    let e = error(&statics("static_dir = \".\"\npool = \"web\""));
+    assert!(
+        e.contains("routes[1].static_dir") && e.contains("not both"),
+        "{e}"
+    );
+    let e = error(&statics(""));
+    assert!(
+        e.contains("routes[1].pool") && e.contains("static_dir"),
+        "{e}"
+    );
+    let e = error(&statics("static_dir = \"/no/such/dir\""));
+    assert!(
+        e.contains("routes[1].static_dir") && e.contains("/no/such/dir"),
+        "{e}"
+    );
+    let e = error(&statics("static_dir = \".\"\nmax_concurrency = 5"));
+    assert!(e.contains("routes[1].max_concurrency"), "{e}");
+    let e = error(&statics(
+        "static_dir = \".\"\ncache = { max_age = \"soon\" }",
+    ));
+    assert!(e.contains("max_age") && e.contains("not a duration"), "{e}");
+}
+
+#[test]
+fn compression_offers_the_listed_algorithms_from_a_size_up() {
+    let config = Config::from_toml(&format!("{GOOD}[compression]\n"), "test.toml").unwrap();
+    let compression = config.compression.unwrap();
+    assert_eq!(compression.min_bytes, 1024);
+    assert!(compression.offers(Algorithm::Br) && compression.offers(Algorithm::Gzip));
+    let only_gzip = format!("{GOOD}[compression]\nalgorithms = [\"gzip\"]\n");
+    let compression = Config::from_toml(&only_gzip, "test.toml")
+        .unwrap()
+        .compression
+        .unwrap();
+    assert!(compression.offers(Algorithm::Gzip) && !compression.offers(Algorithm::Zstd));
+    let e = error(&format!("{GOOD}[compression]\nalgorithms = [\"lzma\"]\n"));
+    assert!(
+        e.contains("compression.algorithms") && e.contains("lzma"),
+        "{e}"
+    );
+}

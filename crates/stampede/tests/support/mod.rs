@@ -680,6 +680,35 @@ impl Drop for TempFile {
     }
 }
 
+/// A directory in the temp directory, removed with its contents on drop.
+#[derive(Debug)]
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new() -> TempDir {
+        let marker = TempFile::new("dir", "");
+        let path = marker.0.with_extension("d");
+        std::fs::create_dir(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    /// Writes `contents` to `name` inside, creating its directories.
+    pub(crate) fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dirs");
+        }
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running `stampede gateway`, killed when dropped.
 #[derive(Debug)]
 pub(crate) struct Gateway {
