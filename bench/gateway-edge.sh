@@ -52,28 +52,13 @@ set -euo pipefail
 # Fixed number formats for `times`, awk and sort whatever the user's locale.
 export LC_ALL=C
 
-DURATION=${DURATION:-10}
-CONNECTIONS=${CONNECTIONS:-64}
-ROUNDS=${ROUNDS:-3}
-WARMUP=${WARMUP:-2}
 # Keep-alive runs before the Connection: close ones, so the TIME_WAIT
 # sockets the latter leave behind cannot weigh on the former in a round.
 TARGETS=${TARGETS:-"s1k-stampede s1k-nginx s64k-stampede s64k-nginx tlska-stampede tlska-nginx tlska-haproxy tls-stampede tls-nginx tls-haproxy"}
-QUIET_WAIT_MAX=${QUIET_WAIT_MAX:-600}
-BUSY_MAX=${BUSY_MAX:-0.25}
-KEEP_TMP=${KEEP_TMP:-0}
-
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-OUT_DIR="$SCRIPT_DIR/out"
-CLK_TCK=$(getconf CLK_TCK)
 
 # shellcheck source=lib/balancer.sh
 source "$SCRIPT_DIR/lib/balancer.sh"
-
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # The files both servers serve, under $TMP/www/static (nginx's root is
 # $TMP/www, stampede's static_dir $TMP/www/static: the same files).
@@ -168,18 +153,11 @@ EOF
 # to the backends with a keep-alive pool, on plain HTTP and on TLS 1.3.
 # Session cache and tickets stay at nginx's defaults, as for stampede.
 start_nginx_edge() {
-  local d="$TMP/nginx-edge" p ups=""
+  local d="$TMP/nginx-edge"
   mkdir -p "$d/logs"
-  for p in "${BACKEND_PORTS[@]}"; do ups+="        server 127.0.0.1:$p;
-"; done
   cat >"$d/nginx.conf" <<EOF
 # nginx for bench/gateway-edge.sh: one worker.
-worker_processes 1;
-daemon off;
-master_process on;
-pid $d/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 8192; }
+$(nginx_main "$d")
 http {
     access_log off;
     keepalive_requests 1000000;
@@ -192,7 +170,8 @@ http {
     default_type application/octet-stream;
     ssl_protocols TLSv1.3;
     upstream backends {
-$ups        keepalive 64;
+$(upstream_servers)
+        keepalive 64;
         keepalive_requests 1000000;
         keepalive_timeout 300s;
     }

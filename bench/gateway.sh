@@ -38,28 +38,13 @@ set -euo pipefail
 # Fixed number formats for `times`, awk and sort whatever the user's locale.
 export LC_ALL=C
 
-DURATION=${DURATION:-10}
-CONNECTIONS=${CONNECTIONS:-64}
-ROUNDS=${ROUNDS:-3}
-WARMUP=${WARMUP:-2}
 TARGETS=${TARGETS:-"direct stampede nginx haproxy"}
-QUIET_WAIT_MAX=${QUIET_WAIT_MAX:-600}
-BUSY_MAX=${BUSY_MAX:-0.25}
-KEEP_TMP=${KEEP_TMP:-0}
-
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-OUT_DIR="$SCRIPT_DIR/out"
-CLK_TCK=$(getconf CLK_TCK)
 
 # Process tracking and cleanup, tools, pinning, ports, the backends, wrk
 # runs, measure and summarize, shared with bench/gateway-edge.sh.
 # shellcheck source=lib/balancer.sh
 source "$SCRIPT_DIR/lib/balancer.sh"
-
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # --------------------------------------------------------- the processes
 
@@ -85,25 +70,19 @@ start_stampede() {
 }
 
 start_nginx_lb() {
-  local d="$TMP/nginx-lb" p ups=""
+  local d="$TMP/nginx-lb"
   mkdir -p "$d/logs"
-  for p in "${BACKEND_PORTS[@]}"; do ups+="        server 127.0.0.1:$p;
-"; done
   cat >"$d/nginx.conf" <<EOF
 # nginx as an L7 balancer for bench/gateway.sh: one worker, round-robin
 # (nginx's default), a keep-alive pool to the backends.
-worker_processes 1;
-daemon off;
-master_process on;
-pid $d/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 8192; }
+$(nginx_main "$d")
 http {
     access_log off;
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     upstream backends {
-$ups        keepalive 64;
+$(upstream_servers)
+        keepalive 64;
         keepalive_requests 1000000;
         keepalive_timeout 300s;
     }

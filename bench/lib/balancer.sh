@@ -7,11 +7,22 @@
 # the processes they start, tools and the stampede binary, CPU pinning,
 # free ports, the backends, per-process CPU and memory, wrk runs, one
 # measured run and the medians.
-# Sourced after the script has set SCRIPT_DIR, ROOT, OUT_DIR, CLK_TCK,
-# KEEP_TMP, QUIET_WAIT_MAX, BUSY_MAX, DURATION, WARMUP, CONNECTIONS and
-# TARGETS; the script defines url_of TARGET and pids_of TARGET (the URL
-# wrk loads and the PIDs whose CPU counts) and installs the traps:
-#   trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM
+# Sourced after the script has set SCRIPT_DIR and TARGETS; the script
+# defines url_of TARGET and pids_of TARGET (the URL wrk loads and the PIDs
+# whose CPU counts). The knobs every such script takes get their defaults
+# here, and the traps that stop what was started are installed here.
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-2}
+QUIET_WAIT_MAX=${QUIET_WAIT_MAX:-600}
+BUSY_MAX=${BUSY_MAX:-0.25}
+KEEP_TMP=${KEEP_TMP:-0}
+
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+OUT_DIR="$SCRIPT_DIR/out"
+CLK_TCK=$(getconf CLK_TCK)
 
 TMP=""
 # "pid starttime" pairs of everything we started. cleanup kills a PID only
@@ -217,6 +228,20 @@ children_of() { pgrep -P "$1" | tr '\n' ' '; }
 
 # --------------------------------------------------------- the processes
 
+# The main context of every nginx.conf here: one worker in the foreground,
+# its pid and error log in DIR.
+nginx_main() {
+  printf '%s\n' "worker_processes 1;" "daemon off;" "master_process on;" \
+    "pid $1/nginx.pid;" "error_log $1/logs/error.log warn;" \
+    "events { worker_connections 8192; }"
+}
+
+# The backends as nginx upstream `server` lines.
+upstream_servers() {
+  local p
+  for p in "${BACKEND_PORTS[@]}"; do printf '        server 127.0.0.1:%s;\n' "$p"; done
+}
+
 # One nginx process (1 worker) serving the three backends, pinned with the
 # balancers so backend work competes for the same core, as in production.
 start_backends() {
@@ -231,12 +256,7 @@ start_backends() {
   done
   cat >"$d/nginx.conf" <<EOF
 # Backends for bench/gateway.sh: one worker serving three ports.
-worker_processes 1;
-daemon off;
-master_process on;
-pid $d/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 8192; }
+$(nginx_main "$d")
 http {
     access_log off;
     default_type text/plain;
@@ -441,3 +461,7 @@ summarize() {
 }
 
 # Renders the report (markdown) from the summary lines.
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
