@@ -43,7 +43,13 @@ impl FromRequestParts<Arc<App>> for Pinned {
     }
 }
 
-/// Middleware: pins the client to the primary after a successful write.
+/// Whether this node pins: only with replicas and a window.
+pub(crate) fn enabled(app: &App) -> bool {
+    app.replicas.has_replicas() && !app.config.database.read_your_writes.is_zero()
+}
+
+/// Middleware, installed only when [`enabled`]: pins the client to the
+/// primary after a successful write.
 pub(crate) async fn pin_after_writes(
     State(app): State<Arc<App>>,
     client: Client,
@@ -53,7 +59,7 @@ pub(crate) async fn pin_after_writes(
     let write = !request.method().is_safe();
     let mut response = next.run(request).await;
     let window = app.config.database.read_your_writes;
-    if write && response.status().is_success() && app.replicas.has_replicas() && !window.is_zero() {
+    if write && response.status().is_success() {
         let cookie = session::cookie(COOKIE_NAME, "1", whole_seconds(window), client.https);
         session::set(response.headers_mut(), cookie);
     }
