@@ -60,6 +60,7 @@ mod redirect;
 mod retry;
 mod route;
 mod server;
+mod stored;
 pub mod telemetry;
 mod tls;
 mod upgrade;

@@ -1,0 +1,217 @@
+//! Content codings: which ones a client accepts (`Accept-Encoding`), which
+//! types are worth compressing, and compressing a body held in memory.
+//!
+//! The compressors are the flate2, brotli and zstd crates that tower-http
+//! itself uses through async-compression; a stored body is compressed once,
+//! when it is stored, so the levels lean towards size over speed.
+
+use std::io::Write;
+
+use crate::config::Algorithm;
+use crate::fields::Fields;
+
+/// The codings this gateway offers, in its order of preference: brotli
+/// makes the smallest text, zstd is the fastest to decode.
+pub(crate) const PREFERENCE: [Algorithm; 3] = [Algorithm::Br, Algorithm::Zstd, Algorithm::Gzip];
+
+/// The codings a request accepts, from its `Accept-Encoding`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    br: bool,
+    zstd: bool,
+    gzip: bool,
+}
+
+impl Accepted {
+    /// What `fields` accept: each coding named with a q-value above zero,
+    /// or matched by `*` when not named (RFC 9110 §12.5.3). A client
+    /// without `Accept-Encoding` is sent the identity coding.
+    pub(crate) fn of(fields: &(impl Fields + ?Sized)) -> Self {
+        let mut named = Self::default();
+        let mut refused = Self::default();
+        let mut star = false;
+        for item in fields.tokens("accept-encoding") {
+            let mut parts = item.split(|&b| b == b';');
+            let coding = parts.next().unwrap_or_default().trim_ascii();
+            let zero = parts.any(|p| is_zero_quality(p.trim_ascii()));
+            if coding == b"*" {
+                star = !zero;
+                continue;
+            }
+            let set = if zero { &mut refused } else { &mut named };
+            if coding.eq_ignore_ascii_case(b"br") {
+                set.br = true;
+            } else if coding.eq_ignore_ascii_case(b"zstd") {
+                set.zstd = true;
+            } else if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip")
+            {
+                set.gzip = true;
+            }
+        }
+        let with_star = |named: bool, refused: bool| named || (star && !refused);
+        Self {
+            br: with_star(named.br, refused.br),
+            zstd: with_star(named.zstd, refused.zstd),
+            gzip: with_star(named.gzip, refused.gzip),
+        }
+    }
+
+    /// Whether `algorithm` is accepted.
+    pub(crate) fn accepts(self, algorithm: Algorithm) -> bool {
+        match algorithm {
+            Algorithm::Br => self.br,
+            Algorithm::Zstd => self.zstd,
+            Algorithm::Gzip => self.gzip,
+        }
+    }
+}
+
+/// Whether an `Accept-Encoding` parameter is `q=0` (`q=0.000` included).
+fn is_zero_quality(param: &[u8]) -> bool {
+    let Some(value) = param
+        .strip_prefix(b"q=")
+        .or_else(|| param.strip_prefix(b"Q="))
+    else {
+        return false;
+    };
+    value.first() == Some(&b'0') && value[1..].iter().all(|&b| b == b'.' || b == b'0')
+}
+
+/// The `Content-Encoding` token of `algorithm`.
+pub(crate) fn token(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::Br => "br",
+        Algorithm::Zstd => "zstd",
+        Algorithm::Gzip => "gzip",
+    }
+}
+
+/// Whether a `Content-Type` is text that compresses well: `text/*` but
+/// event streams (compression would hold events back), JSON, JavaScript,
+/// XML, SVG, WebAssembly. Images, video, audio, fonts in WOFF2 and
+/// archives are compressed already.
+pub(crate) fn compressible_type(content_type: &[u8]) -> bool {
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+        .to_ascii_lowercase();
+    let essence = essence.as_slice();
+    (essence.starts_with(b"text/") && essence != b"text/event-stream")
+        || matches!(
+            essence,
+            b"application/json"
+                | b"application/javascript"
+                | b"application/xml"
+                | b"application/wasm"
+                | b"image/svg+xml"
+        )
+        || essence.ends_with(b"+json")
+        || essence.ends_with(b"+xml")
+}
+
+/// `body` compressed with `algorithm`. CPU-bound: a large body belongs off
+/// the event loop.
+pub(crate) fn compress(algorithm: Algorithm, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let out = Vec::with_capacity(body.len() / 3 + 64);
+    match algorithm {
+        Algorithm::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+            encoder.write_all(body)?;
+            encoder.finish()
+        }
+        Algorithm::Br => {
+            let mut out = out;
+            let params = brotli::enc::BrotliEncoderParams {
+                quality: 6,
+                ..Default::default()
+            };
+            brotli::BrotliCompress(&mut &body[..], &mut out, &params)?;
+            Ok(out)
+        }
+        Algorithm::Zstd => zstd::bulk::compress(body, 6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    fn accepted(value: &str) -> Accepted {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept-encoding", HeaderValue::from_str(value).unwrap());
+        Accepted::of(&headers)
+    }
+
+    #[test]
+    fn accept_encoding_reads_names_quality_and_star() {
+        let all = Accepted {
+            br: true,
+            zstd: true,
+            gzip: true,
+        };
+        assert_eq!(accepted("gzip, deflate, br, zstd"), all);
+        assert_eq!(Accepted::of(&HeaderMap::new()), Accepted::default());
+        let gzip_only = accepted("br;q=0, gzip;q=0.8");
+        assert!(gzip_only.accepts(Algorithm::Gzip));
+        assert!(!gzip_only.accepts(Algorithm::Br));
+        assert!(!gzip_only.accepts(Algorithm::Zstd));
+        let star = accepted("*, zstd;q=0.000");
+        assert!(star.accepts(Algorithm::Br) && !star.accepts(Algorithm::Zstd));
+        assert_eq!(accepted("identity"), Accepted::default());
+        assert!(accepted("GZIP;Q=0.5").accepts(Algorithm::Gzip));
+        assert!(accepted("gzip;q=0.01").accepts(Algorithm::Gzip));
+    }
+
+    #[test]
+    fn text_compresses_media_does_not() {
+        for yes in [
+            "text/html; charset=utf-8",
+            "text/css",
+            "application/json",
+            "application/javascript",
+            "image/svg+xml",
+            "application/ld+json",
+        ] {
+            assert!(compressible_type(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            "image/png",
+            "video/mp4",
+            "font/woff2",
+            "application/zip",
+            "text/event-stream",
+        ] {
+            assert!(!compressible_type(no.as_bytes()), "{no}");
+        }
+    }
+
+    #[test]
+    fn each_coding_round_trips() {
+        let text = "a flash sale, a ticket drop, a vaccine slot; ".repeat(200);
+        for algorithm in PREFERENCE {
+            let packed = compress(algorithm, text.as_bytes()).unwrap();
+            assert!(packed.len() < text.len() / 5, "{algorithm:?}");
+            let mut unpacked = Vec::new();
+            match algorithm {
+                Algorithm::Gzip => {
+                    flate2::read::GzDecoder::new(&packed[..])
+                        .read_to_end(&mut unpacked)
+                        .unwrap();
+                }
+                Algorithm::Br => {
+                    brotli::Decompressor::new(&packed[..], 4096)
+                        .read_to_end(&mut unpacked)
+                        .unwrap();
+                }
+                Algorithm::Zstd => unpacked = zstd::bulk::decompress(&packed, text.len()).unwrap(),
+            }
+            assert_eq!(unpacked, text.as_bytes(), "{algorithm:?}");
+        }
+    }
+}
