@@ -21,7 +21,7 @@ mod de;
 mod files;
 mod tls;
 
-pub use files::{Algorithm, CacheConfig, CompressionConfig};
+pub use files::{Algorithm, CacheConfig, CompressionConfig, FileCacheConfig};
 pub(crate) use tls::Certificate;
 pub use tls::{CertificateFiles, TlsConfig};
 
@@ -73,6 +73,9 @@ pub struct Config {
     /// On-the-fly compression of static files; none when absent.
     #[serde(default)]
     pub compression: Option<CompressionConfig>,
+    /// The static files kept in memory.
+    #[serde(default)]
+    pub file_cache: FileCacheConfig,
 }
 
 /// `[dns]`: names answered with the healthy backends of a pool.

@@ -1,13 +1,15 @@
 //! Static files: a route with `static_dir` answers from a directory instead
-//! of a pool, on the hyper path (the fast path hands such requests over;
-//! it only relays bytes).
+//! of a pool.
 //!
-//! tower-http's `ServeDir` does the HTTP of it: `Content-Type` from the
-//! extension, `Last-Modified` and `If-Modified-Since`, `Range` (`206`,
-//! `416`), and precompressed siblings (`app.js.br`, `.zst`, `.gz`) for
-//! clients that accept them. Wrapped in its `Compression`, other
+//! Files up to `[file_cache] max_file_bytes` are answered from memory
+//! (see `memory`), on the fast path as on hyper's, each compressed once
+//! when read. The rest, and every `Range` request, go to tower-http's
+//! `ServeDir` on the hyper path, which streams from disk: `Content-Type`
+//! from the extension, `Last-Modified` and `If-Modified-Since`, `Range`
+//! (`206`, `416`), and precompressed siblings (`app.js.br`, `.zst`, `.gz`)
+//! for clients that accept them; wrapped in its `Compression`, other
 //! compressible answers are compressed on the fly (see [`Compressible`]).
-//! What it leaves out is added here:
+//! Both ways give the same fields, and add what `ServeDir` leaves out:
 //!
 //! - **Containment.** `ServeDir` refuses `..` segments (encoded ones
 //!   included) but follows symlinks. Before it opens anything, the file (and
@@ -27,10 +29,10 @@
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -41,20 +43,28 @@ use tower_http::compression::predicate::Predicate;
 use tower_http::services::ServeDir;
 
 use crate::body::{BodyError, Exchange, ResponseBody};
-use crate::config::{Algorithm, CacheConfig, CompressionConfig, RouteConfig};
+use crate::config::{Algorithm, CacheConfig, CompressionConfig, FileCacheConfig, RouteConfig};
 use crate::error::GatewayError;
+use crate::fields::Fields;
 use crate::route::Matcher;
+use crate::stored::{Conditions, Stored, coding, etag_matches, varies_on_encoding};
 use crate::telemetry::RequestMetrics;
 
-/// The extensions of precompressed siblings `ServeDir` looks for.
-const SIBLINGS: [&str; 3] = ["br", "zst", "gz"];
+mod memory;
+
+use memory::{Memory, Source};
+
+/// The precompressed siblings `ServeDir` looks for, by extension.
+const SIBLINGS: [(Algorithm, &str); 3] = [
+    (Algorithm::Br, "br"),
+    (Algorithm::Zstd, "zst"),
+    (Algorithm::Gzip, "gz"),
+];
 
 /// A route serving the files of a directory.
 pub(crate) struct Files {
     pub(crate) matcher: Matcher,
-    /// Canonical (see `config::files`).
-    root: Arc<PathBuf>,
-    cache: CacheConfig,
+    memory: Memory,
     service: Compression<ServeDir, Compressible>,
     /// What on-the-fly compression applies to; `None` when it is off.
     compressing: Option<Compressible>,
@@ -68,16 +78,31 @@ impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Files")
             .field("matcher", &self.matcher)
-            .field("root", &self.root)
+            .field("memory", &self.memory)
             .field("compressing", &self.compressing)
             .finish_non_exhaustive()
     }
 }
 
+/// How a request for a file is answered.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// From memory.
+    Stored(Arc<Stored>),
+    /// From disk, by `ServeDir` on the hyper path: a large file or a range.
+    Disk(Found),
+    /// The gateway's own error.
+    Refuse(GatewayError),
+}
+
 impl Files {
     /// The route of `config`, which has a (validated) `static_dir`;
     /// `compression` is the gateway's `[compression]`, if any.
-    pub(crate) fn new(config: &RouteConfig, compression: Option<&CompressionConfig>) -> Self {
+    pub(crate) fn new(
+        config: &RouteConfig,
+        compression: Option<&CompressionConfig>,
+        limits: &FileCacheConfig,
+    ) -> Self {
         let root = config.static_dir.clone().unwrap_or_default();
         let serve = ServeDir::new(&root)
             // Directories are not files: no index, no redirect to `dir/`
@@ -87,7 +112,7 @@ impl Files {
             .precompressed_zstd()
             .precompressed_gzip();
         let offers = |algorithm| compression.is_some_and(|c| c.offers(algorithm));
-        let compressing = [Algorithm::Br, Algorithm::Zstd, Algorithm::Gzip]
+        let compressing = coding::PREFERENCE
             .into_iter()
             .any(offers)
             .then(|| Compressible {
@@ -101,37 +126,85 @@ impl Files {
                 min_bytes: u64::MAX,
             }));
         let label: Arc<str> = format!("static:{}", config.path_prefix).into();
+        let memory = Memory::new(Source {
+            root,
+            cache: config.cache.clone(),
+            compression: compression.filter(|_| compressing.is_some()).cloned(),
+            limits: limits.clone(),
+        });
         Self {
             metrics: Arc::new(RequestMetrics::new(&label, "files")),
             label,
             matcher: Matcher::of(config),
-            root: Arc::new(root),
-            cache: config.cache.clone(),
+            memory,
             service,
             compressing,
         }
     }
 
-    /// Answers `req`, whose path is under this route's prefix.
+    /// How to answer a request for `path` (as requested: under this
+    /// route's prefix, percent-encoded, without the query); `ranged` when
+    /// it asks for a `Range`, which only `ServeDir` serves.
+    pub(crate) async fn answer(&self, method: &[u8], path: &str, ranged: bool) -> Answer {
+        if !matches!(method, b"GET" | b"HEAD") {
+            return Answer::Refuse(GatewayError::MethodNotAllowed);
+        }
+        let looked = self.memory.look(&path[self.matcher.prefix.len()..]).await;
+        match (&looked.found, &looked.stored) {
+            (None, _) => Answer::Refuse(GatewayError::NoFile),
+            (Some(_), Some(stored)) if !ranged => Answer::Stored(Arc::clone(stored)),
+            (Some(found), _) => Answer::Disk(found.clone()),
+        }
+    }
+
+    /// Where this route's answers are counted: its label and metrics.
+    pub(crate) fn counted_in(&self) -> (Arc<str>, Arc<RequestMetrics>) {
+        (Arc::clone(&self.label), Arc::clone(&self.metrics))
+    }
+
+    /// Counts an answer with `status` that took from `started` to `end`.
+    pub(crate) fn count(&self, status: StatusCode, started: Instant, end: Instant) {
+        Exchange::new(Arc::clone(&self.metrics), status.as_u16(), started, None).finish(end);
+    }
+
+    /// Answers `req`, whose path is under this route's prefix, on the
+    /// hyper path.
     pub(crate) async fn serve(
         &self,
         req: Request<Incoming>,
         started: Instant,
     ) -> Response<ResponseBody> {
         let (parts, _) = req.into_parts();
-        if !matches!(parts.method, Method::GET | Method::HEAD) {
-            return self.refuse(GatewayError::MethodNotAllowed, started);
-        }
-        let rest = &parts.uri.path()[self.matcher.prefix.len()..];
-        let (root, relative) = (Arc::clone(&self.root), rest.to_owned());
-        let found = tokio::task::spawn_blocking(move || look_up(&root, &relative))
+        let ranged = parts.headers.contains_key(header::RANGE);
+        let path = parts.uri.path();
+        match self
+            .answer(parts.method.as_str().as_bytes(), path, ranged)
             .await
-            .ok()
-            .flatten();
-        let Some(file) = found else {
-            return self.refuse(GatewayError::NoFile, started);
-        };
-        let mut headers = parts.headers;
+        {
+            Answer::Stored(stored) => {
+                let reply = stored.reply(&Conditions::of(&parts.headers));
+                let exchange = Exchange::new(
+                    Arc::clone(&self.metrics),
+                    reply.status.as_u16(),
+                    started,
+                    None,
+                );
+                reply.into_response(exchange)
+            }
+            Answer::Disk(file) => self.serve_from_disk(parts, file, started).await,
+            Answer::Refuse(error) => self.refuse(error, started),
+        }
+    }
+
+    /// Answers from disk with `ServeDir`.
+    async fn serve_from_disk(
+        &self,
+        parts: http::request::Parts,
+        file: Found,
+        started: Instant,
+    ) -> Response<ResponseBody> {
+        let rest = &parts.uri.path()[self.matcher.prefix.len()..];
+        let mut headers = parts.headers.clone();
         if let Some(wanted) = headers.get(header::IF_NONE_MATCH) {
             if etag_matches(wanted.as_bytes(), file.etag.as_bytes()) {
                 let mut response = Response::new(ResponseBody::empty(None));
@@ -143,7 +216,7 @@ impl Files {
             headers.remove(header::IF_MODIFIED_SINCE);
         }
         let mut inner = Request::new(());
-        *inner.method_mut() = parts.method;
+        *inner.method_mut() = parts.method.clone();
         *inner.uri_mut() = Uri::try_from(rest).unwrap_or_else(|_| Uri::from_static("/"));
         *inner.headers_mut() = headers;
         let mut service = self.service.clone();
@@ -173,8 +246,11 @@ impl Files {
         ) {
             let headers = &mut parts.headers;
             headers.insert(header::ETAG, file.etag.clone());
-            headers.insert(header::CACHE_CONTROL, cache_control(&self.cache, path));
-            if self.encoding_varies(file, path) && !varies_on_encoding(headers) {
+            headers.insert(
+                header::CACHE_CONTROL,
+                cache_control(self.memory.cache(), path),
+            );
+            if self.encoding_varies(file, path) && !varies_on_encoding(headers.iter()) {
                 headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
             }
         }
@@ -187,10 +263,10 @@ impl Files {
     /// apart (and a `304` must say so as its `200` would).
     fn encoding_varies(&self, file: &Found, path: &str) -> bool {
         let guessed = mime_guess::from_path(path).first_raw().unwrap_or("");
-        file.has_sibling
-            || self
-                .compressing
-                .is_some_and(|c| file.len >= c.min_bytes && compressible_type(guessed.as_bytes()))
+        !file.siblings.is_empty()
+            || self.compressing.is_some_and(|c| {
+                file.len >= c.min_bytes && coding::compressible_type(guessed.as_bytes())
+            })
     }
 
     /// The answer in the contract's error shape, counted.
@@ -200,13 +276,36 @@ impl Files {
     }
 }
 
+/// Whether a request asks for a range, which only `ServeDir` serves.
+pub(crate) fn ranged(fields: &(impl Fields + ?Sized)) -> bool {
+    fields.field("range").is_some()
+}
+
 /// A file found under the root.
-#[derive(Debug)]
-struct Found {
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Found {
+    path: PathBuf,
     len: u64,
+    modified: SystemTime,
     etag: HeaderValue,
-    /// A precompressed sibling exists.
-    has_sibling: bool,
+    siblings: Vec<Sibling>,
+}
+
+/// A precompressed copy of a file: `app.js.br` beside `app.js`.
+#[derive(Debug, Clone, PartialEq)]
+struct Sibling {
+    algorithm: Algorithm,
+    path: PathBuf,
+    len: u64,
+    modified: SystemTime,
+}
+
+impl Found {
+    /// Whether `other` is the same version of the file: same size and
+    /// modification time, same siblings.
+    fn same_version(&self, other: &Found) -> bool {
+        self == other
+    }
 }
 
 /// The file `path` (as the request gave it, percent-encoded, relative to
@@ -228,42 +327,35 @@ fn look_up(root: &Path, path: &str) -> Option<Found> {
     if !metadata.is_file() {
         return None;
     }
-    let mut has_sibling = false;
-    for extension in SIBLINGS {
+    let mut siblings = Vec::new();
+    for (algorithm, extension) in SIBLINGS {
         let mut sibling = candidate.clone().into_os_string();
         sibling.push(".");
         sibling.push(extension);
         let sibling = PathBuf::from(sibling);
         if sibling.symlink_metadata().is_ok() {
             // A sibling leading out of the root would be served in its place.
-            inside(&sibling)?;
-            has_sibling = true;
+            let metadata = inside(&sibling)?.metadata().ok()?;
+            siblings.push(Sibling {
+                algorithm,
+                path: sibling,
+                len: metadata.len(),
+                modified: metadata.modified().ok()?,
+            });
         }
     }
-    let modified = metadata
-        .modified()
-        .ok()
-        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+    let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let seconds = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let etag = format!("W/\"{:x}-{modified:x}\"", metadata.len());
+    let etag = format!("W/\"{:x}-{seconds:x}\"", metadata.len());
     Some(Found {
+        path: candidate,
         len: metadata.len(),
+        modified,
         etag: HeaderValue::try_from(etag).ok()?,
-        has_sibling,
+        siblings,
     })
-}
-
-/// Whether an `If-None-Match` value matches `etag`: `*`, or one of its
-/// comma-separated tags, compared weakly (RFC 9110 §8.8.3.2: `W/` aside).
-fn etag_matches(wanted: &[u8], etag: &[u8]) -> bool {
-    let opaque = |tag: &[u8]| -> Vec<u8> {
-        let tag = tag.trim_ascii();
-        tag.strip_prefix(b"W/").unwrap_or(tag).to_vec()
-    };
-    let etag = opaque(etag);
-    wanted
-        .split(|&b| b == b',')
-        .any(|tag| tag.trim_ascii() == b"*" || opaque(tag) == etag)
 }
 
 /// The `Cache-Control` of the file at `path`.
@@ -298,18 +390,8 @@ fn fingerprinted(name: &str) -> bool {
     })
 }
 
-/// Whether the `Vary` fields already name `Accept-Encoding`.
-fn varies_on_encoding(headers: &HeaderMap) -> bool {
-    headers.get_all(header::VARY).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|name| name.trim_ascii().eq_ignore_ascii_case(b"accept-encoding"))
-    })
-}
-
 /// When an answer is compressed on the fly: a `200` of a compressible
-/// type (see [`compressible_type`]) whose length, when known, is at least
+/// type (see [`coding::compressible_type`]) whose length, when known, is at least
 /// `min_bytes`. Answers already encoded and ranges are left alone by
 /// `Compression` itself.
 #[derive(Debug, Clone, Copy)]
@@ -326,34 +408,9 @@ impl Predicate for Compressible {
         response.status() == StatusCode::OK
             && headers
                 .get(header::CONTENT_TYPE)
-                .is_some_and(|t| compressible_type(t.as_bytes()))
+                .is_some_and(|t| coding::compressible_type(t.as_bytes()))
             && length.is_none_or(|n| n >= self.min_bytes)
     }
-}
-
-/// Whether a `Content-Type` is text that compresses well: `text/*` but
-/// event streams (compression would hold events back), JSON, JavaScript,
-/// XML, SVG, WebAssembly. Images, video, audio, fonts in WOFF2 and
-/// archives are compressed already.
-fn compressible_type(content_type: &[u8]) -> bool {
-    let essence = content_type
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii()
-        .to_ascii_lowercase();
-    let essence = essence.as_slice();
-    (essence.starts_with(b"text/") && essence != b"text/event-stream")
-        || matches!(
-            essence,
-            b"application/json"
-                | b"application/javascript"
-                | b"application/xml"
-                | b"application/wasm"
-                | b"image/svg+xml"
-        )
-        || essence.ends_with(b"+json")
-        || essence.ends_with(b"+xml")
 }
 
 #[cfg(test)]
@@ -391,52 +448,6 @@ mod tests {
     }
 
     #[test]
-    fn etags_compare_weakly_in_lists() {
-        let etag = b"W/\"1f-65\"";
-        assert!(etag_matches(b"W/\"1f-65\"", etag));
-        assert!(etag_matches(b"\"1f-65\"", etag));
-        assert!(etag_matches(b"\"x\", W/\"1f-65\"", etag));
-        assert!(etag_matches(b"*", etag));
-        assert!(!etag_matches(b"W/\"1f-66\"", etag));
-    }
-
-    #[test]
-    fn text_compresses_media_does_not() {
-        for yes in [
-            "text/html; charset=utf-8",
-            "text/css",
-            "application/json",
-            "application/javascript",
-            "image/svg+xml",
-            "application/ld+json",
-        ] {
-            assert!(compressible_type(yes.as_bytes()), "{yes}");
-        }
-        for no in [
-            "image/png",
-            "video/mp4",
-            "font/woff2",
-            "application/zip",
-            "text/event-stream",
-        ] {
-            assert!(!compressible_type(no.as_bytes()), "{no}");
-        }
-    }
-
-    #[test]
-    fn vary_lists_are_read_whole() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            header::VARY,
-            HeaderValue::from_static("origin, Accept-Encoding"),
-        );
-        assert!(varies_on_encoding(&headers));
-        headers.clear();
-        headers.append(header::VARY, HeaderValue::from_static("accept-language"));
-        assert!(!varies_on_encoding(&headers));
-    }
-
-    #[test]
     fn look_up_stays_inside_the_root() {
         let dir = std::env::temp_dir().join(format!("stampede-files-{}", std::process::id()));
         let root = dir.join("root");
@@ -453,7 +464,7 @@ mod tests {
         std::fs::remove_file(root.join("a.txt.gz")).unwrap();
         let found = look_up(&root, "/%61.txt").unwrap();
         assert_eq!(found.len, 5);
-        assert!(!found.has_sibling);
+        assert!(found.siblings.is_empty());
         assert!(look_up(&root, "/%2e%2e/secret").is_none(), "encoded ..");
         assert!(look_up(&root, "/").is_none(), "a directory");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -19,11 +19,12 @@
 //!   back when its response has been read to the end; no extra task, no
 //!   channel.
 //!
+//! Static files kept in memory are written from there (see `files`).
 //! Everything else is handed to hyper with the bytes read so far
 //! ([`Ended::Handoff`]): HTTP/2, HTTP/1.0, `Upgrade`, `Expect`, absolute-form
-//! and `CONNECT` requests, pools that speak HTTP/2 to their backends, and
-//! requests the plain listener redirects to HTTPS. Connections over TLS
-//! never come here (see `tls`).
+//! and `CONNECT` requests, pools that speak HTTP/2 to their backends, files
+//! served from disk, and requests the plain listener redirects to HTTPS.
+//! Connections over TLS never come here (see `tls`).
 //! Both paths share routing, admission control, balancing, forwarding
 //! headers, limits, errors and metrics, so a client sees the same gateway
 //! either way.
@@ -51,11 +52,13 @@ use crate::body::Exchange;
 use crate::connection::Latest;
 use crate::error::GatewayError;
 use crate::fields::Fields;
+use crate::files::{self, Answer, Files};
 use crate::forwarded::{ForwardingCache, Peer};
 use crate::pool::Choice;
 use crate::proxy::{Proxy, request_id};
 use crate::retry::{self, Tried};
 use crate::route::{Found, Route, host_without_port};
+use crate::stored::{Conditions, Reply};
 use crate::telemetry::RequestMetrics;
 
 mod chunked;
@@ -173,9 +176,22 @@ struct Refusal {
     close: bool,
 }
 
+/// A request for a static file: its head stays in the buffer until it is
+/// known whether hyper has to serve it from disk.
+struct FileRequest {
+    files: Arc<Files>,
+    method: http::Method,
+    path: String,
+    conditions: Conditions,
+    keep_alive: bool,
+    request_id: HeaderValue,
+    head_len: usize,
+}
+
 enum Parsed {
     Ready(Prepared),
     Refuse(Refusal),
+    File(FileRequest),
     Handoff,
 }
 
@@ -196,12 +212,14 @@ impl Exchanging<'_> {
                 match req.parse_with_uninit_headers(self.buf, &mut storage) {
                     Ok(httparse::Status::Complete(len)) => {
                         self.latest.refresh(self.proxy);
-                        let parsed =
+                        let mut parsed =
                             Self::prepare(&req, self.out, self.forwarding, self.peer, self.proxy);
                         // hyper must see the head it is handed; anything else
                         // is done with it.
-                        if !matches!(parsed, Parsed::Handoff) {
-                            self.buf.advance(len);
+                        match &mut parsed {
+                            Parsed::Handoff => {}
+                            Parsed::File(file) => file.head_len = len,
+                            _ => self.buf.advance(len),
                         }
                         break parsed;
                     }
@@ -227,6 +245,7 @@ impl Exchanging<'_> {
         match parsed {
             Parsed::Handoff => Next::Handoff,
             Parsed::Refuse(refusal) => self.answer(refusal, started).await,
+            Parsed::File(file) => self.serve_file(file, started, stop).await,
             Parsed::Ready(prepared) => self.forward(prepared, started, stop).await,
         }
     }
@@ -284,8 +303,20 @@ impl Exchanging<'_> {
             .map(host_without_port);
         let route_index = match shared.router.find(host_name, route_path) {
             Some(Found::Pool(index)) => index,
-            // Files are served by hyper: this path only relays bytes.
-            Some(Found::Files(_)) => return Parsed::Handoff,
+            // Rare enough for hyper: a body to skip, a range from disk.
+            Some(Found::Files(_)) if has_body || files::ranged(fields) => return Parsed::Handoff,
+            Some(Found::Files(files)) => {
+                return Parsed::File(FileRequest {
+                    files: Arc::clone(files),
+                    method: http::Method::from_bytes(method.as_bytes())
+                        .unwrap_or(http::Method::POST),
+                    path: route_path.to_owned(),
+                    conditions: Conditions::of(fields),
+                    keep_alive: head::wants_keep_alive(1, fields),
+                    request_id,
+                    head_len: 0,
+                });
+            }
             None => return refuse(GatewayError::NoRoute, None, has_body),
         };
         let route = &shared.router.routes()[route_index];
@@ -645,6 +676,64 @@ impl Exchanging<'_> {
         self.answer(fail(error, true), started).await
     }
 
+    /// Answers a request for a static file from memory; one that must be
+    /// served from disk goes to hyper, its head still unread.
+    async fn serve_file(
+        &mut self,
+        req: FileRequest,
+        started: Instant,
+        stop: &watch::Receiver<bool>,
+    ) -> Next {
+        let answer = req
+            .files
+            .answer(req.method.as_str().as_bytes(), &req.path, false);
+        let stored = match answer.await {
+            Answer::Disk(_) => return Next::Handoff,
+            Answer::Refuse(error) => {
+                self.buf.advance(req.head_len);
+                let refusal = Refusal {
+                    error,
+                    counted_in: Some(req.files.counted_in()),
+                    request_id: req.request_id,
+                    close: false,
+                };
+                return self.answer(refusal, started).await;
+            }
+            Answer::Stored(stored) => stored,
+        };
+        self.buf.advance(req.head_len);
+        let reply = stored.reply(&req.conditions);
+        let keep_alive = req.keep_alive && !*stop.borrow();
+        let body = if req.method == http::Method::HEAD {
+            &[][..]
+        } else {
+            reply.body()
+        };
+        write_reply_head(self.out, &reply, &req.request_id, keep_alive);
+        let written = self.write_with_body(body).await;
+        let end = Instant::now();
+        req.files.count(reply.status, started, end);
+        *self.last_active = end;
+        if written.is_ok() && keep_alive {
+            Next::Continue
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Writes the head in `out` and then `body`: in one write when the body
+    /// is small, without copying it when it is not.
+    async fn write_with_body(&mut self, body: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        const COPIED: usize = 64 * 1024;
+        if body.len() <= COPIED {
+            self.out.extend_from_slice(body);
+            return self.client.write_all(self.out).await;
+        }
+        self.client.write_all(self.out).await?;
+        self.client.write_all(body).await
+    }
+
     /// Writes the gateway's own answer; the connection goes on only when the
     /// request was read completely.
     async fn answer(&mut self, refusal: Refusal, started: Instant) -> Next {
@@ -814,6 +903,36 @@ fn write_response_head(
         reusable: backend_keeps && framing != Framing::UntilClose,
         client_keeps,
     }
+}
+
+/// Writes the head of a stored answer into `out`. Its `Content-Length` is
+/// the body's even for `HEAD`, as `GET` would get; a `304` has none.
+fn write_reply_head(out: &mut Vec<u8>, reply: &Reply<'_>, request_id: &HeaderValue, keep: bool) {
+    use std::io::Write;
+    let status = reply.status;
+    out.clear();
+    write_status_line(
+        out,
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+    );
+    for (name, value) in reply.fields() {
+        head::write_field(out, name, value);
+    }
+    if status != http::StatusCode::NOT_MODIFIED {
+        let _ = write!(out, "content-length: {}\r\n", reply.body().len());
+    }
+    // As hyper does for the same answer on the other path.
+    let _ = write!(
+        out,
+        "date: {}\r\n",
+        httpdate::HttpDate::from(std::time::SystemTime::now())
+    );
+    head::write_header_value(out, "x-request-id", request_id);
+    if !keep {
+        head::write_field(out, "connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {

@@ -120,7 +120,11 @@ impl Shared {
             .routes
             .iter()
             .filter(|route| route.static_dir.is_some())
-            .map(|route| files::Files::new(route, config.compression.as_ref()))
+            .map(|route| {
+                let files =
+                    files::Files::new(route, config.compression.as_ref(), &config.file_cache);
+                Arc::new(files)
+            })
             .collect();
         let dns = config.dns.as_ref().map(|dns| dns::Names::new(dns, &pools));
         Ok(Self {

@@ -133,7 +133,7 @@ impl Route {
 #[derive(Debug)]
 pub(crate) enum Found<'a> {
     Pool(usize),
-    Files(&'a Files),
+    Files(&'a Arc<Files>),
 }
 
 /// The routing table, sorted most specific first: the routes to pools,
@@ -142,11 +142,11 @@ pub(crate) enum Found<'a> {
 #[derive(Debug)]
 pub(crate) struct Router {
     routes: Vec<Route>,
-    files: Vec<Files>,
+    files: Vec<Arc<Files>>,
 }
 
 impl Router {
-    pub(crate) fn new(mut routes: Vec<Route>, mut files: Vec<Files>) -> Self {
+    pub(crate) fn new(mut routes: Vec<Route>, mut files: Vec<Arc<Files>>) -> Self {
         routes.sort_by_key(|r| r.matcher.specificity());
         files.sort_by_key(|f| f.matcher.specificity());
         Self { routes, files }

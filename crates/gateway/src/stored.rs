@@ -35,7 +35,7 @@ pub(crate) struct Stored {
     fields: Vec<(HeaderName, HeaderValue)>,
     identity: Bytes,
     /// The compressed bodies, in the gateway's order of preference.
-    encoded: Vec<(Algorithm, Bytes)>,
+    encoded: Vec<Encoded>,
     etag: Option<HeaderValue>,
     /// Whole seconds, as `Last-Modified` says it.
     last_modified: Option<SystemTime>,
@@ -60,8 +60,12 @@ impl Stored {
 
     /// Adds the body as compressed with `algorithm` (a precompressed file).
     pub(crate) fn with_encoded(mut self, algorithm: Algorithm, body: Bytes) -> Self {
-        self.encoded.push((algorithm, body));
-        self.encoded.sort_by_key(|(a, _)| rank(*a));
+        self.encoded.push(Encoded {
+            algorithm,
+            body,
+            ranges: true,
+        });
+        self.encoded.sort_by_key(|e| rank(e.algorithm));
         self
     }
 
@@ -77,23 +81,26 @@ impl Stored {
         };
         if let Some(compression) = compression.filter(|c| worth_it(c)) {
             for algorithm in coding::PREFERENCE {
-                let stored = self.encoded.iter().any(|(a, _)| *a == algorithm);
+                let stored = self.encoded.iter().any(|e| e.algorithm == algorithm);
                 if compression.offers(algorithm)
                     && !stored
                     && let Ok(packed) = coding::compress(algorithm, &self.identity)
                     // Incompressible after all: not worth a coding.
                     && packed.len() < self.identity.len()
                 {
-                    self.encoded.push((algorithm, packed.into()));
+                    self.encoded.push(Encoded {
+                        algorithm,
+                        body: packed.into(),
+                        ranges: false,
+                    });
                 }
             }
-            self.encoded.sort_by_key(|(a, _)| rank(*a));
+            self.encoded.sort_by_key(|e| rank(e.algorithm));
         }
-        if !self.encoded.is_empty() && !varies_on_encoding(&self.fields) {
-            self.fields.push((
-                header::VARY,
-                HeaderValue::from_static("accept-encoding"),
-            ));
+        if !self.encoded.is_empty() && !varies_on_encoding(self.fields.iter().map(|(n, v)| (n, v)))
+        {
+            self.fields
+                .push((header::VARY, HeaderValue::from_static("accept-encoding")));
         }
         self
     }
@@ -105,7 +112,7 @@ impl Stored {
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len())
             .sum();
-        let encoded: usize = self.encoded.iter().map(|(_, b)| b.len()).sum();
+        let encoded: usize = self.encoded.iter().map(|e| e.body.len()).sum();
         self.identity.len() + encoded + fields + 128
     }
 
@@ -115,14 +122,15 @@ impl Stored {
 
     /// The answer to a request with `conditions`.
     pub(crate) fn reply(&self, conditions: &Conditions) -> Reply<'_> {
+        // The client's highest quality wins; ties go to the gateway's
+        // preference, the order `encoded` is in.
+        let accepted = conditions.accepted;
         let coding = self
             .encoded
             .iter()
-            .find(|(algorithm, _)| conditions.accepted.accepts(*algorithm));
-        let (coding, body) = match coding {
-            Some((algorithm, body)) => (Some(*algorithm), body),
-            None => (None, &self.identity),
-        };
+            .filter(|e| accepted.accepts(e.algorithm))
+            .rev()
+            .max_by_key(|e| accepted.quality(e.algorithm));
         let status = if self.not_modified(conditions) {
             StatusCode::NOT_MODIFIED
         } else {
@@ -132,7 +140,6 @@ impl Stored {
             stored: self,
             status,
             coding,
-            body,
         }
     }
 
@@ -157,6 +164,16 @@ fn rank(algorithm: Algorithm) -> usize {
         .iter()
         .position(|a| *a == algorithm)
         .unwrap_or(usize::MAX)
+}
+
+/// A body compressed with one coding.
+#[derive(Debug)]
+struct Encoded {
+    algorithm: Algorithm,
+    body: Bytes,
+    /// Whether ranges of it can be asked for: a precompressed file's, which
+    /// are served from disk, yes; one compressed by the gateway, no.
+    ranges: bool,
 }
 
 /// What of a request decides a stored answer: owned, since the fast path
@@ -186,8 +203,8 @@ impl Conditions {
 pub(crate) struct Reply<'a> {
     stored: &'a Stored,
     pub(crate) status: StatusCode,
-    coding: Option<Algorithm>,
-    body: &'a Bytes,
+    /// `None`: the identity coding.
+    coding: Option<&'a Encoded>,
 }
 
 impl Reply<'_> {
@@ -195,26 +212,30 @@ impl Reply<'_> {
     /// is the full body's even when answering `HEAD`, as a `GET` would get).
     pub(crate) fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
         let modified = self.status == StatusCode::NOT_MODIFIED;
+        // Ranges of a body the gateway compressed cannot be asked for.
+        let no_ranges = self.coding.is_some_and(|e| !e.ranges);
         let stored = self
             .stored
             .fields
             .iter()
-            // A 304 says what its 200 would, but not the body's type.
-            .filter(move |(name, _)| !(modified && name == header::CONTENT_TYPE))
+            .filter(move |(name, _)| !(no_ranges && name == header::ACCEPT_RANGES))
+            .filter(move |(name, _)| !modified || for_revalidation(name))
             .map(|(name, value)| (name.as_str(), value.as_bytes()));
         let coding = self
             .coding
-            .map(|algorithm| ("content-encoding", coding::token(algorithm).as_bytes()));
+            .map(|e| ("content-encoding", coding::token(e.algorithm).as_bytes()));
         stored.chain(coding)
     }
 
     /// The body to send for a `GET` (empty for a `304`).
     pub(crate) fn body(&self) -> &[u8] {
-        if self.status == StatusCode::NOT_MODIFIED {
-            &[]
-        } else {
-            self.body
-        }
+        self.whole().map_or(&[], |body| body)
+    }
+
+    /// The body of the coding sent, unless this is a `304`.
+    fn whole(&self) -> Option<&Bytes> {
+        let body = self.coding.map_or(&self.stored.identity, |e| &e.body);
+        (self.status != StatusCode::NOT_MODIFIED).then_some(body)
     }
 
     /// The answer for hyper, counted by `exchange` when it has been sent.
@@ -228,11 +249,25 @@ impl Reply<'_> {
                 headers.append(name, value);
             }
         }
-        let mut response = Response::new(ResponseBody::full(self.body.slice(..self.body().len()), Some(exchange)));
+        let body = self.whole().cloned().unwrap_or_default();
+        let mut response = Response::new(ResponseBody::full(body, Some(exchange)));
         *response.status_mut() = self.status;
         *response.headers_mut() = headers;
         response
     }
+}
+
+/// Whether a `304` carries the field `name`: only what updates a cache's
+/// stored copy (RFC 9110 §15.4.5); `Date` is added by the path.
+fn for_revalidation(name: &HeaderName) -> bool {
+    [
+        header::CACHE_CONTROL,
+        header::CONTENT_LOCATION,
+        header::ETAG,
+        header::EXPIRES,
+        header::VARY,
+    ]
+    .contains(name)
 }
 
 /// The `Last-Modified` value of `modified`, in whole seconds.
@@ -261,11 +296,10 @@ pub(crate) fn etag_matches(wanted: &[u8], etag: &[u8]) -> bool {
 
 /// Whether `Vary` fields already name `Accept-Encoding`.
 pub(crate) fn varies_on_encoding<'a>(
-    fields: impl IntoIterator<Item = &'a (HeaderName, HeaderValue)>,
+    fields: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
 ) -> bool {
     fields
-        .into_iter()
-        .filter(|(name, _)| name == header::VARY)
+        .filter(|(name, _)| *name == header::VARY)
         .any(|(_, value)| {
             value
                 .as_bytes()
@@ -315,6 +349,8 @@ mod tests {
         assert!(gzip.body().len() < 200);
         let br = page.reply(&conditions(&[("accept-encoding", "gzip, zstd, br")]));
         assert_eq!(field(&br, "content-encoding"), Some(&b"br"[..]));
+        let ranked = page.reply(&conditions(&[("accept-encoding", "br;q=0.5, gzip")]));
+        assert_eq!(field(&ranked, "content-encoding"), Some(&b"gzip"[..]));
     }
 
     #[test]
@@ -369,7 +405,8 @@ mod tests {
     #[test]
     fn vary_lists_are_read_whole() {
         let vary = |v| vec![(header::VARY, HeaderValue::from_static(v))];
-        assert!(varies_on_encoding(&vary("origin, Accept-Encoding")));
-        assert!(!varies_on_encoding(&vary("accept-language")));
+        let varies = |v| varies_on_encoding(vary(v).iter().map(|(n, v)| (n, v)));
+        assert!(varies("origin, Accept-Encoding"));
+        assert!(!varies("accept-language"));
     }
 }

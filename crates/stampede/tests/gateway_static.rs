@@ -1,15 +1,19 @@
 //! Static files and compression: routes with `static_dir` answered by the
 //! gateway itself, with validators and `304`s, ranges, cache headers for a
 //! CDN, precompressed siblings and on-the-fly compression by
-//! `Accept-Encoding`, and no way out of the directory.
+//! `Accept-Encoding`, and no way out of the directory. Files kept in
+//! memory must be answered exactly as files streamed from disk, on the
+//! fast path as on hyper's, and follow the disk within `revalidate`.
 
 mod support;
 
 use http_body_util::Full;
 use hyper::Request;
+use std::time::Duration;
+
 use support::{
     Backend, Gateway, HttpClient, Reply, TempDir, assert_status, client, connect, get, get_with,
-    read_response, send, toml_backends,
+    h2_client, read_response, send, toml_backends, within,
 };
 
 /// Text that compresses well, above `min_bytes`.
@@ -38,6 +42,11 @@ fn site() -> TempDir {
 /// A gateway serving `site`'s `public/` under `/static` (with `cache` and
 /// `[compression]`), and everything else from `backend`.
 async fn gateway(site: &TempDir, backend: &Backend) -> Gateway {
+    gateway_keeping(site, backend, "").await
+}
+
+/// [`gateway`] with `file_cache` as its `[file_cache]` keys.
+async fn gateway_keeping(site: &TempDir, backend: &Backend, file_cache: &str) -> Gateway {
     let public = site.0.join("public");
     Gateway::with_config(&format!(
         r#"
@@ -56,10 +65,14 @@ cache = {{ max_age = "10m", s_maxage = "1h" }}
 [compression]
 min_bytes = 1024
 
+[file_cache]
+{}
+
 [pools.web]
 backends = {}
 "#,
         public.display(),
+        file_cache,
         toml_backends(&[backend]),
     ))
     .await
@@ -278,4 +291,118 @@ async fn compression_follows_accept_encoding_for_compressible_types() {
     assert!(reply.header("content-encoding").is_none());
     assert!(reply.text().starts_with("console.log"));
     assert_eq!(reply.header("vary").as_deref(), Some("accept-encoding"));
+}
+
+/// A reply's status, fields and decoded body, but what differs between
+/// two equal answers: `date`, `x-request-id`, and the framing (a file
+/// compressed while streamed from disk is chunked, from memory it has a
+/// length).
+fn comparable(reply: &Reply) -> Comparable {
+    let mut fields: Vec<(String, String)> = reply
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            let varying = [
+                "date",
+                "x-request-id",
+                "content-length",
+                "transfer-encoding",
+            ];
+            !varying.contains(&name.as_str())
+        })
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    fields.sort();
+    (reply.status.as_u16(), fields, decoded(reply))
+}
+
+type Comparable = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Asserts two answers are the same, printing fields but not bodies.
+fn assert_same(found: &Comparable, wanted: &Comparable, what: &str) {
+    assert_eq!((found.0, &found.1), (wanted.0, &wanted.1), "{what}");
+    assert!(found.2 == wanted.2, "{what}: the decoded bodies differ");
+}
+
+/// The body with its `Content-Encoding` undone.
+fn decoded(reply: &Reply) -> Vec<u8> {
+    use std::io::Read;
+    let body = &reply.body[..];
+    let mut out = Vec::new();
+    match reply.header("content-encoding").as_deref() {
+        None => out.extend_from_slice(body),
+        Some("gzip") => drop(flate2::read::GzDecoder::new(body).read_to_end(&mut out)),
+        Some("br") => drop(brotli::Decompressor::new(body, 4096).read_to_end(&mut out)),
+        Some("zstd") => out = zstd::stream::decode_all(body).expect("zstd"),
+        Some(other) => panic!("unexpected coding {other}"),
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_answers_as_the_disk_does_on_both_paths() {
+    let (site, backend) = (site(), Backend::start("web").await);
+    let memory = gateway_keeping(&site, &backend, "").await;
+    let disk = gateway_keeping(&site, &backend, "max_bytes = 0").await;
+    let (h1, h2) = (client(), h2_client());
+    let etag = get(&h1, &memory.url("/static/index.html")).await;
+    let etag = etag.header("etag").expect("an ETag");
+
+    for path in [
+        "/static/index.html",
+        "/static/bundle.js",
+        "/static/logo.png",
+    ] {
+        for headers in [
+            &[][..],
+            &[("accept-encoding", "gzip")][..],
+            &[("accept-encoding", "br;q=0.9, zstd")][..],
+            &[("if-none-match", etag.as_str())][..],
+        ] {
+            let from_disk = comparable(&get_with(&h1, &disk.url(path), headers).await);
+            for client in [&h1, &h2] {
+                let from_memory = comparable(&get_with(client, &memory.url(path), headers).await);
+                assert_same(&from_memory, &from_disk, &format!("{path} {headers:?}"));
+            }
+        }
+    }
+    // HEAD says what GET would, body aside.
+    let head = |gateway: &Gateway| {
+        let req = hyper::Request::head(gateway.url("/static/index.html"))
+            .body(Full::default())
+            .unwrap();
+        send(&h1, req)
+    };
+    let (from_memory, from_disk) = (head(&memory).await, head(&disk).await);
+    assert_same(&comparable(&from_memory), &comparable(&from_disk), "HEAD");
+    assert_eq!(
+        from_memory.header("content-length"),
+        Some(page().len().to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_in_memory_follow_the_disk_within_revalidate() {
+    let (site, backend) = (site(), Backend::start("web").await);
+    let gateway = gateway_keeping(&site, &backend, r#"revalidate = "200ms""#).await;
+    let client = client();
+    let url = gateway.url("/static/small.txt");
+    assert_eq!(get(&client, &url).await.text(), "tiny");
+
+    site.write("public/small.txt", "changed");
+    let changed = within(Duration::from_secs(3), "the change served", async {
+        while get(&client, &url).await.text() != "changed" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    changed.await;
+
+    std::fs::remove_file(site.0.join("public/small.txt")).unwrap();
+    let gone = within(Duration::from_secs(3), "the removal served", async {
+        while get(&client, &url).await.status != 404 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    gone.await;
+    assert_eq!(backend.hits(), 0);
 }

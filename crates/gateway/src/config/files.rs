@@ -1,5 +1,5 @@
 //! The keys of static-file routes (`routes[N].static_dir`, `routes[N].cache`)
-//! and of `[compression]`. The directory is checked, and made canonical,
+//! and of `[compression]` and `[file_cache]`. The directory is checked, and made canonical,
 //! while the file is validated: a typo in `static_dir` is refused by
 //! `--check` rather than answering `404` to every request.
 
@@ -34,6 +34,33 @@ impl Default for CacheConfig {
             max_age: Duration::from_secs(10 * 60),
             immutable_max_age: Duration::from_secs(365 * 24 * 60 * 60),
             s_maxage: None,
+        }
+    }
+}
+
+/// `[file_cache]`: the files each static route keeps in memory, so that
+/// serving one costs no system call (see the gateway's `files` module).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileCacheConfig {
+    /// Memory per static route for file contents, compressed copies
+    /// included; `0` serves every file from disk.
+    pub max_bytes: u64,
+    /// Larger files are streamed from disk instead.
+    pub max_file_bytes: u64,
+    /// How long a file, once looked at, is served without looking again: a
+    /// file changed on disk is served as it was for at most this long (as
+    /// nginx's `open_file_cache_valid`).
+    #[serde(deserialize_with = "de::duration")]
+    pub revalidate: Duration,
+}
+
+impl Default for FileCacheConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            max_file_bytes: 1024 * 1024,
+            revalidate: Duration::from_secs(1),
         }
     }
 }

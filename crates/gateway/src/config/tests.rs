@@ -635,3 +635,17 @@ fn compression_offers_the_listed_algorithms_from_a_size_up() {
         "{e}"
     );
 }
+
+#[test]
+fn the_file_cache_has_defaults_and_names_its_mistakes() {
+    let config = Config::from_toml(GOOD, "test.toml").unwrap();
+    assert_eq!(config.file_cache.max_file_bytes, 1024 * 1024);
+    assert_eq!(config.file_cache.revalidate, Duration::from_secs(1));
+    let e = error(&format!("{GOOD}[file_cache]\nrevalidate = \"soon\"\n"));
+    assert!(
+        e.contains("file_cache.revalidate") && e.contains("not a duration"),
+        "{e}"
+    );
+    let e = error(&format!("{GOOD}[file_cache]\nmax_files = 3\n"));
+    assert!(e.contains("max_files"), "{e}");
+}

@@ -14,67 +14,69 @@ use crate::fields::Fields;
 /// makes the smallest text, zstd is the fastest to decode.
 pub(crate) const PREFERENCE: [Algorithm; 3] = [Algorithm::Br, Algorithm::Zstd, Algorithm::Gzip];
 
-/// The codings a request accepts, from its `Accept-Encoding`.
+/// The codings a request accepts, from its `Accept-Encoding`: each one's
+/// quality in thousandths, `0` for not acceptable.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Accepted {
-    br: bool,
-    zstd: bool,
-    gzip: bool,
+    /// In the order of [`PREFERENCE`].
+    quality: [u16; 3],
 }
 
 impl Accepted {
-    /// What `fields` accept: each coding named with a q-value above zero,
-    /// or matched by `*` when not named (RFC 9110 §12.5.3). A client
-    /// without `Accept-Encoding` is sent the identity coding.
+    /// What `fields` accept: each coding named with its q-value (1 when it
+    /// has none), the others at the q-value of `*` if present (RFC 9110
+    /// §12.5.3). A client without `Accept-Encoding` is sent the identity
+    /// coding.
     pub(crate) fn of(fields: &(impl Fields + ?Sized)) -> Self {
-        let mut named = Self::default();
-        let mut refused = Self::default();
-        let mut star = false;
+        let mut named: [Option<u16>; 3] = [None; 3];
+        let mut star = 0;
         for item in fields.tokens("accept-encoding") {
             let mut parts = item.split(|&b| b == b';');
             let coding = parts.next().unwrap_or_default().trim_ascii();
-            let zero = parts.any(|p| is_zero_quality(p.trim_ascii()));
+            let quality = parts.find_map(|p| quality(p.trim_ascii())).unwrap_or(1000);
             if coding == b"*" {
-                star = !zero;
-                continue;
-            }
-            let set = if zero { &mut refused } else { &mut named };
-            if coding.eq_ignore_ascii_case(b"br") {
-                set.br = true;
-            } else if coding.eq_ignore_ascii_case(b"zstd") {
-                set.zstd = true;
-            } else if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip")
-            {
-                set.gzip = true;
+                star = quality;
+            } else if let Some(index) = index_of(coding) {
+                named[index] = Some(quality);
             }
         }
-        let with_star = |named: bool, refused: bool| named || (star && !refused);
         Self {
-            br: with_star(named.br, refused.br),
-            zstd: with_star(named.zstd, refused.zstd),
-            gzip: with_star(named.gzip, refused.gzip),
+            quality: named.map(|q| q.unwrap_or(star)),
         }
     }
 
     /// Whether `algorithm` is accepted.
     pub(crate) fn accepts(self, algorithm: Algorithm) -> bool {
-        match algorithm {
-            Algorithm::Br => self.br,
-            Algorithm::Zstd => self.zstd,
-            Algorithm::Gzip => self.gzip,
-        }
+        self.quality(algorithm) > 0
+    }
+
+    /// The quality of `algorithm`, in thousandths.
+    pub(crate) fn quality(self, algorithm: Algorithm) -> u16 {
+        let index = PREFERENCE.iter().position(|a| *a == algorithm);
+        index.map_or(0, |i| self.quality[i])
     }
 }
 
-/// Whether an `Accept-Encoding` parameter is `q=0` (`q=0.000` included).
-fn is_zero_quality(param: &[u8]) -> bool {
-    let Some(value) = param
-        .strip_prefix(b"q=")
-        .or_else(|| param.strip_prefix(b"Q="))
-    else {
-        return false;
+/// The index in [`PREFERENCE`] of a coding's name.
+fn index_of(coding: &[u8]) -> Option<usize> {
+    let name = match coding.to_ascii_lowercase().as_slice() {
+        b"br" => Algorithm::Br,
+        b"zstd" => Algorithm::Zstd,
+        b"gzip" | b"x-gzip" => Algorithm::Gzip,
+        _ => return None,
     };
-    value.first() == Some(&b'0') && value[1..].iter().all(|&b| b == b'.' || b == b'0')
+    PREFERENCE.iter().position(|a| *a == name)
+}
+
+/// The q-value of an `Accept-Encoding` parameter, in thousandths, when it
+/// is one (`q=0.5` → 500); a malformed one counts as 0.
+fn quality(param: &[u8]) -> Option<u16> {
+    let value = param
+        .strip_prefix(b"q=")
+        .or_else(|| param.strip_prefix(b"Q="))?;
+    let text = std::str::from_utf8(value).ok()?;
+    let parsed = text.parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q));
+    Some(parsed.map_or(0, |q| (q * 1000.0).round() as u16))
 }
 
 /// The `Content-Encoding` token of `algorithm`.
@@ -150,13 +152,13 @@ mod tests {
 
     #[test]
     fn accept_encoding_reads_names_quality_and_star() {
-        let all = Accepted {
-            br: true,
-            zstd: true,
-            gzip: true,
-        };
-        assert_eq!(accepted("gzip, deflate, br, zstd"), all);
+        let all = accepted("gzip, deflate, br, zstd");
+        assert!(PREFERENCE.iter().all(|a| all.quality(*a) == 1000));
         assert_eq!(Accepted::of(&HeaderMap::new()), Accepted::default());
+        let ranked = accepted("br;q=0.5, gzip");
+        assert_eq!(ranked.quality(Algorithm::Br), 500);
+        assert_eq!(ranked.quality(Algorithm::Gzip), 1000);
+        assert!(!accepted("gzip;q=2").accepts(Algorithm::Gzip), "malformed");
         let gzip_only = accepted("br;q=0, gzip;q=0.8");
         assert!(gzip_only.accepts(Algorithm::Gzip));
         assert!(!gzip_only.accepts(Algorithm::Br));
