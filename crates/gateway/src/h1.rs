@@ -721,17 +721,27 @@ impl Exchanging<'_> {
         }
     }
 
-    /// Writes the head in `out` and then `body`: in one write when the body
-    /// is small, without copying it when it is not.
+    /// Writes the head in `out` and then `body`, in one system call when the
+    /// socket takes it all: a small body is copied behind the head, a large
+    /// one goes beside it in a vectored write rather than being copied.
     async fn write_with_body(&mut self, body: &[u8]) -> std::io::Result<()> {
+        use std::io::IoSlice;
         use tokio::io::AsyncWriteExt;
-        const COPIED: usize = 64 * 1024;
+        const COPIED: usize = 8 * 1024;
         if body.len() <= COPIED {
             self.out.extend_from_slice(body);
             return self.client.write_all(self.out).await;
         }
-        self.client.write_all(self.out).await?;
-        self.client.write_all(body).await
+        let mut slices = [IoSlice::new(self.out), IoSlice::new(body)];
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            let n = self.client.write_vectored(left).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut left, n);
+        }
+        Ok(())
     }
 
     /// Writes the gateway's own answer; the connection goes on only when the

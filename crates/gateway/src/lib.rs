@@ -25,7 +25,9 @@
 //! - `fields`: one read-only header view for both paths.
 //! - `route`: Host and path-prefix routing to pools and directories.
 //! - `files`: static files from a directory, with cache headers and
-//!   compression.
+//!   compression, kept in memory when small.
+//! - `stored`: answers held in memory, one body per content coding, sent
+//!   as they are by either path.
 //! - `admission`: what a route lets through when a crowd arrives.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live
 //!   in the `stampede-balance` crate).

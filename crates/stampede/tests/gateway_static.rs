@@ -22,7 +22,7 @@ fn page() -> String {
 }
 
 /// A site: `public/` with a page, a fingerprinted stylesheet, an image, a
-/// small file, a script with a precompressed sibling; and beside it a
+/// small file, a script with a precompressed sibling, a large text; and beside it a
 /// secret that must never be served.
 fn site() -> TempDir {
     let dir = TempDir::new();
@@ -35,6 +35,7 @@ fn site() -> TempDir {
     dir.write("public/small.txt", "tiny");
     dir.write("public/bundle.js", "console.log('hi');\n".repeat(100));
     dir.write("public/bundle.js.gz", "precompressed gzip sibling");
+    dir.write("public/big.txt", "0123456789abcdef\n".repeat(6000));
     dir.write("secret.txt", "the secret");
     dir
 }
