@@ -90,10 +90,8 @@ impl Stored {
             self.encoded.sort_by_key(|(a, _)| rank(*a));
         }
         if !self.encoded.is_empty() && !varies_on_encoding(&self.fields) {
-            self.fields.push((
-                header::VARY,
-                HeaderValue::from_static("accept-encoding"),
-            ));
+            self.fields
+                .push((header::VARY, HeaderValue::from_static("accept-encoding")));
         }
         self
     }
@@ -228,7 +226,10 @@ impl Reply<'_> {
                 headers.append(name, value);
             }
         }
-        let mut response = Response::new(ResponseBody::full(self.body.slice(..self.body().len()), Some(exchange)));
+        let mut response = Response::new(ResponseBody::full(
+            self.body.slice(..self.body().len()),
+            Some(exchange),
+        ));
         *response.status_mut() = self.status;
         *response.headers_mut() = headers;
         response
