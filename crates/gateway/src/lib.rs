@@ -26,6 +26,7 @@
 //! - `route`: Host and path-prefix routing to pools and directories.
 //! - `files`: static files from a directory, with cache headers and
 //!   compression.
+//! - `cache`: the header rules of caching.
 //! - `admission`: what a route lets through when a crowd arrives.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live
 //!   in the `stampede-balance` crate).
@@ -43,6 +44,7 @@ use std::sync::Arc;
 mod admin;
 mod admission;
 mod body;
+mod cache;
 pub mod config;
 mod connection;
 mod dns;

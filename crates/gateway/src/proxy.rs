@@ -32,6 +32,7 @@ use stampede_balance::InFlight;
 
 use crate::Shared;
 use crate::body::{BodyError, Exchange, RequestBody, ResponseBody};
+use crate::cache::rules;
 use crate::error::GatewayError;
 use crate::fields::Fields;
 use crate::forwarded::{Forwarding, Peer, strip_hop_by_hop};
@@ -158,6 +159,7 @@ impl Proxy {
         let trusted = &self.shared.trusted;
         let client_ip = trusted.client_ip(peer, req.headers());
         let entry = route.enter(client_ip, req.headers()).map_err(fail)?;
+        let cache_control = route.cache_control_for(req.method().as_str());
         let choice = pool
             .choose(client_ip, req.uri().path(), req.headers())
             .ok_or_else(|| fail(GatewayError::NoBackend))?;
@@ -234,6 +236,11 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers);
         for cookie in [choice.set_cookie, entry.pass].into_iter().flatten() {
             parts.headers.append(header::SET_COOKIE, cookie);
+        }
+        if let Some(value) = cache_control
+            && rules::takes_default_cache_control(parts.status.as_u16(), &parts.headers)
+        {
+            parts.headers.insert(header::CACHE_CONTROL, value.clone());
         }
         Ok(Response::from_parts(
             parts,

@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
+
 use crate::admission::{Admission, Admitted, Entry, Scope};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
@@ -63,6 +65,9 @@ pub(crate) struct Route {
     pub(crate) total_timeout: Option<Duration>,
     /// Admission control, when the route has any (see `admission`).
     admission: Option<Arc<Admission>>,
+    /// The `Cache-Control` of answers that have none (see
+    /// [`Route::cache_control_for`]).
+    cache_control: Option<HeaderValue>,
 }
 
 impl Route {
@@ -96,6 +101,10 @@ impl Route {
             None => None,
         };
         Ok(Self {
+            cache_control: config
+                .cache_control
+                .as_deref()
+                .and_then(|value| HeaderValue::from_str(value).ok()),
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
             total_timeout: config.total_timeout,
@@ -103,6 +112,16 @@ impl Route {
             matcher,
             pool,
         })
+    }
+
+    /// The `Cache-Control` to add to the answer to a `method` request: the
+    /// route's `cache_control`, for reads (see
+    /// [`crate::cache::rules::takes_default_cache_control`] for which
+    /// answers take it).
+    pub(crate) fn cache_control_for(&self, method: &str) -> Option<&HeaderValue> {
+        self.cache_control
+            .as_ref()
+            .filter(|_| matches!(method, "GET" | "HEAD"))
     }
 
     /// Lets a request from `client` in, or says why not (see
