@@ -20,19 +20,21 @@
 //! ([`GatewayError`]). Dropping the future (the client went away) drops the
 //! backend request with it, which closes that backend connection.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
 use stampede_balance::InFlight;
 
 use crate::Shared;
+use crate::admission::Admitted;
 use crate::body::{BodyError, Exchange, RequestBody, ResponseBody};
 use crate::cache::rules;
+use crate::compress;
 use crate::error::GatewayError;
 use crate::fields::Fields;
 use crate::forwarded::{Forwarding, Peer, strip_hop_by_hop};
@@ -159,11 +161,69 @@ impl Proxy {
         let trusted = &self.shared.trusted;
         let client_ip = trusted.client_ip(peer, req.headers());
         let entry = route.enter(client_ip, req.headers()).map_err(fail)?;
-        let cache_control = route.cache_control_for(req.method().as_str());
+        let routed = Routed {
+            index: route_index,
+            route,
+            peer,
+            client_ip,
+            started,
+        };
+        let method = req.method().clone();
+        let mut response = self.fetched(&routed, req, entry.place).await?;
+        // A switch of protocols is no answer to give a cookie with.
+        if let Some(pass) = entry
+            .pass
+            .filter(|_| response.status() != StatusCode::SWITCHING_PROTOCOLS)
+        {
+            response.headers_mut().append(header::SET_COOKIE, pass);
+        }
+        if let Some(value) = route.cache_control_for(method.as_str())
+            && rules::takes_default_cache_control(response.status().as_u16(), response.headers())
+        {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, value.clone());
+        }
+        Ok(response)
+    }
+
+    /// The backend's answer to `req`, with its sticky cookie, compressed
+    /// when the route compresses and the client accepts it.
+    async fn fetched(
+        &self,
+        routed: &Routed<'_>,
+        req: Request<Incoming>,
+        place: Admitted,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let codings = codings_to_offer(routed.route, &req);
+        let (response, sticky) = self.upstream(routed, req, place).await?;
+        Ok(outgoing(routed.route, response, sticky, codings).await)
+    }
+
+    /// Chooses a backend for `req` (which has passed the route's checks
+    /// that need no waiting), waits for a place under the route's limit
+    /// unless it has its `place`, and sends it. The answer, with hop-by-hop
+    /// fields gone, and the sticky cookie it should carry.
+    async fn upstream(
+        &self,
+        routed: &Routed<'_>,
+        req: Request<Incoming>,
+        place: Admitted,
+    ) -> Result<(Response<ResponseBody>, Option<HeaderValue>), Failure> {
+        let Routed {
+            index: route_index,
+            route,
+            peer,
+            client_ip,
+            started,
+        } = *routed;
+        let pool = &route.pool;
+        let fail = |error| Failure::in_pool(error, pool, &pool.unassigned);
+        let limits = &self.shared.config.limits;
         let choice = pool
             .choose(client_ip, req.uri().path(), req.headers())
             .ok_or_else(|| fail(GatewayError::NoBackend))?;
-        let admitted = route.admit(entry.place).await.map_err(fail)?;
+        let admitted = route.admit(place).await.map_err(fail)?;
         if let Some(retries) = &pool.retries {
             retries.deposit();
         }
@@ -227,25 +287,14 @@ impl Proxy {
             let upstream_side = hyper::upgrade::on(&mut response);
             upgrade::splice(client_side, upstream_side);
             let (parts, _) = response.into_parts();
-            return Ok(Response::from_parts(
-                parts,
-                ResponseBody::empty(Some(exchange)),
-            ));
+            let response = Response::from_parts(parts, ResponseBody::empty(Some(exchange)));
+            return Ok((response, None));
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        for cookie in [choice.set_cookie, entry.pass].into_iter().flatten() {
-            parts.headers.append(header::SET_COOKIE, cookie);
-        }
-        if let Some(value) = cache_control
-            && rules::takes_default_cache_control(parts.status.as_u16(), &parts.headers)
-        {
-            parts.headers.insert(header::CACHE_CONTROL, value.clone());
-        }
-        Ok(Response::from_parts(
-            parts,
-            ResponseBody::upstream(body, deadline, exchange),
-        ))
+        let response =
+            Response::from_parts(parts, ResponseBody::upstream(body, deadline, exchange));
+        Ok((response, choice.set_cookie))
     }
 
     /// Sends `first` to the chosen backend and, when that fails where a
@@ -298,6 +347,46 @@ impl Proxy {
             request = replay.to(&pool.authorities[next.index]);
             choice = next;
         }
+    }
+}
+
+/// A request on a pool's route, past the checks that need no waiting.
+#[derive(Clone, Copy)]
+struct Routed<'a> {
+    index: usize,
+    route: &'a Route,
+    peer: &'a Peer,
+    client_ip: IpAddr,
+    started: Instant,
+}
+
+/// The client's `Accept-Encoding` when its answer may be compressed: the
+/// route compresses and the request is no `HEAD` (whose empty body some
+/// codings would still put bytes in).
+fn codings_to_offer(route: &Route, req: &Request<Incoming>) -> Option<HeaderMap> {
+    route
+        .compress
+        .as_ref()
+        .filter(|_| req.method() != Method::HEAD)
+        .map(|_| compress::accepted_codings(req.headers()))
+}
+
+/// A backend's answer as it goes out: with its sticky cookie, and
+/// compressed for `codings` (see [`codings_to_offer`]).
+async fn outgoing(
+    route: &Route,
+    mut response: Response<ResponseBody>,
+    sticky: Option<HeaderValue>,
+    codings: Option<HeaderMap>,
+) -> Response<ResponseBody> {
+    if let Some(cookie) = sticky {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    match (&route.compress, codings) {
+        (Some(compression), Some(codings)) => {
+            compress::compress(response, codings, compression).await
+        }
+        _ => response,
     }
 }
 

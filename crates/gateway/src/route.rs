@@ -13,7 +13,8 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use crate::admission::{Admission, Admitted, Entry, Scope};
-use crate::config::RouteConfig;
+use crate::compress;
+use crate::config::{CompressionConfig, RouteConfig};
 use crate::error::GatewayError;
 use crate::fields::Fields;
 use crate::files::Files;
@@ -65,6 +66,8 @@ pub(crate) struct Route {
     pub(crate) total_timeout: Option<Duration>,
     /// Admission control, when the route has any (see `admission`).
     admission: Option<Arc<Admission>>,
+    /// The codings its answers are compressed with (`compress = true`).
+    pub(crate) compress: Option<CompressionConfig>,
     /// The `Cache-Control` of answers that have none (see
     /// [`Route::cache_control_for`]).
     cache_control: Option<HeaderValue>,
@@ -80,6 +83,7 @@ impl Route {
     pub(crate) fn new(
         config: &RouteConfig,
         pool: Arc<Pool>,
+        compression: Option<&CompressionConfig>,
         previous: Option<&Route>,
     ) -> Result<Self, getrandom::Error> {
         let matcher = Matcher::of(config);
@@ -105,6 +109,7 @@ impl Route {
                 .cache_control
                 .as_deref()
                 .and_then(|value| HeaderValue::from_str(value).ok()),
+            compress: compression.filter(|_| config.compress).cloned(),
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
             total_timeout: config.total_timeout,
@@ -122,6 +127,14 @@ impl Route {
         self.cache_control
             .as_ref()
             .filter(|_| matches!(method, "GET" | "HEAD"))
+    }
+
+    /// Whether the fast path must hand a request with `fields` to hyper,
+    /// which alone compresses.
+    pub(crate) fn needs_hyper(&self, fields: &(impl Fields + ?Sized)) -> bool {
+        self.compress
+            .as_ref()
+            .is_some_and(|compression| compress::negotiable(compression, fields))
     }
 
     /// Lets a request from `client` in, or says why not (see

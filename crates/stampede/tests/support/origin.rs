@@ -223,3 +223,30 @@ fn decode(value: &str) -> String {
         .replace("%3D", "=")
         .replace("%22", "\"")
 }
+
+/// `body` decoded from the content coding `coding` (`None`: as it is).
+pub(crate) fn decoded(coding: Option<&str>, body: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match coding {
+        None => out.extend_from_slice(body),
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut out)
+                .expect("gzip");
+        }
+        Some("br") => {
+            brotli::Decompressor::new(body, 4096)
+                .read_to_end(&mut out)
+                .expect("br");
+        }
+        Some("zstd") => {
+            zstd::stream::read::Decoder::new(body)
+                .expect("zstd")
+                .read_to_end(&mut out)
+                .expect("zstd");
+        }
+        Some(other) => panic!("unexpected coding {other}"),
+    }
+    out
+}
