@@ -293,7 +293,7 @@ impl Exchanging<'_> {
         };
         let route = &shared.router.routes()[route_index];
         let pool = &route.pool;
-        if pool.http2 || route.needs_hyper(fields) {
+        if pool.http2 || route.needs_hyper(method, fields) {
             return Parsed::Handoff;
         }
         let in_pool =

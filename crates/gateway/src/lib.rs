@@ -26,7 +26,8 @@
 //! - `route`: Host and path-prefix routing to pools and directories.
 //! - `files`: static files from a directory, with cache headers and
 //!   compression.
-//! - `cache`: the header rules of caching.
+//! - `cache`: a pool route's response cache, one backend request per page
+//!   however many clients ask; and the header rules of caching.
 //! - `compress`: compressing a pool route's answers as they stream.
 //! - `admission`: what a route lets through when a crowd arrives.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live

@@ -33,7 +33,7 @@ use stampede_balance::InFlight;
 use crate::Shared;
 use crate::admission::Admitted;
 use crate::body::{BodyError, Exchange, RequestBody, ResponseBody};
-use crate::cache::rules;
+use crate::cache::{self, Entry, NotKept, Outcome, ResponseCache, rules};
 use crate::compress;
 use crate::error::GatewayError;
 use crate::fields::Fields;
@@ -42,6 +42,7 @@ use crate::h1::IdleConnections;
 use crate::pool::{Choice, Pool};
 use crate::retry::{self, Tried};
 use crate::route::{Found, Route, host_without_port};
+use crate::stored::Conditions;
 use crate::telemetry::RequestMetrics;
 use crate::upstream::{self, UpstreamClient};
 use crate::{tls, upgrade};
@@ -169,7 +170,23 @@ impl Proxy {
             started,
         };
         let method = req.method().clone();
-        let mut response = self.fetched(&routed, req, entry.place).await?;
+        let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+        let cached = route.cache.as_ref().map(|cache| {
+            let key = cache::Key::of(method.as_str(), request_host(&req), target, req.headers());
+            (cache, key)
+        });
+        let mut response = match cached {
+            Some((cache, Some(key))) => {
+                self.through_cache(&routed, cache, key, req, entry.place)
+                    .await?
+            }
+            Some((cache, None)) => {
+                cache.count(Outcome::Bypass);
+                let response = self.fetched(&routed, req, entry.place).await?;
+                with_cache_status(response, Some(Outcome::Bypass))
+            }
+            None => self.fetched(&routed, req, entry.place).await?,
+        };
         // A switch of protocols is no answer to give a cookie with.
         if let Some(pass) = entry
             .pass
@@ -198,6 +215,95 @@ impl Proxy {
         let codings = codings_to_offer(routed.route, &req);
         let (response, sticky) = self.upstream(routed, req, place).await?;
         Ok(outgoing(routed.route, response, sticky, codings).await)
+    }
+
+    /// Answers a `GET` or `HEAD` of a route with a response cache: from
+    /// memory when the page is kept, else from one backend request shared
+    /// with every request for the page meanwhile (see `cache`).
+    async fn through_cache(
+        &self,
+        routed: &Routed<'_>,
+        cache: &ResponseCache,
+        key: cache::Key,
+        req: Request<Incoming>,
+        place: Admitted,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let asked = Asked {
+            conditions: Conditions::of(req.headers()),
+            head: req.method() == Method::HEAD,
+            codings: codings_to_offer(routed.route, &req),
+            started: routed.started,
+        };
+        if let Some(entry) = cache.lookup(&key).await {
+            return Ok(asked.answer_kept(cache, &entry, Outcome::Hit));
+        }
+        // Taken by this request's own fetch, if it is the one that goes.
+        let mut asking = Some((req, place));
+        let mut refused = None;
+        let fetch = self.fetch_to_keep(routed, cache, &mut asking, &mut refused);
+        let failed = match cache.fill(key, fetch).await {
+            Ok(entry) => {
+                let outcome = match asking {
+                    None => Outcome::Miss,
+                    Some(_) => Outcome::Hit,
+                };
+                cache.count(outcome);
+                return Ok(asked.answer_kept(cache, &entry, outcome));
+            }
+            Err(failed) => failed,
+        };
+        cache.count(Outcome::Miss);
+        let response = match (&*failed, refused, asking) {
+            (Fill::Failed(failure), _, _) => return Err(failure.clone()),
+            (Fill::Refused, Some((response, sticky)), _) => {
+                let response = outgoing(routed.route, response, sticky, asked.codings).await;
+                if asked.head {
+                    without_body(response)
+                } else {
+                    response
+                }
+            }
+            // Not kept, so perhaps personal: this request asks for its own.
+            (Fill::Refused, None, Some((req, place))) => self.fetched(routed, req, place).await?,
+            (Fill::Refused, None, None) => {
+                unreachable!("a fetch that ran and was refused leaves its answer")
+            }
+        };
+        Ok(with_cache_status(response, Some(Outcome::Miss)))
+    }
+
+    /// The fetch a cache fills itself with, run for one request of those
+    /// waiting (`asking` has its request): the backend's answer, kept; or
+    /// why nothing was kept, with an answer that may not be kept left in
+    /// `refused` for that request alone.
+    async fn fetch_to_keep(
+        &self,
+        routed: &Routed<'_>,
+        cache: &ResponseCache,
+        asking: &mut Option<(Request<Incoming>, Admitted)>,
+        refused: &mut Option<(Response<ResponseBody>, Option<HeaderValue>)>,
+    ) -> Result<Arc<Entry>, Fill> {
+        let (req, place) = asking.take().ok_or(Fill::Refused)?;
+        let (response, sticky) = self
+            .upstream(routed, for_filling(req), place)
+            .await
+            .map_err(Fill::Failed)?;
+        match cache.keep(response).await {
+            Ok(entry) => Ok(entry),
+            Err(NotKept::Refused(response)) => {
+                *refused = Some((response, sticky));
+                Err(Fill::Refused)
+            }
+            Err(NotKept::Broken(error)) => {
+                let pool = &routed.route.pool;
+                let error = GatewayError::BadResponse(format!("a body that broke off ({error})"));
+                Err(Fill::Failed(Failure::in_pool(
+                    error,
+                    pool,
+                    &pool.unassigned,
+                )))
+            }
+        }
     }
 
     /// Chooses a backend for `req` (which has passed the route's checks
@@ -360,6 +466,16 @@ struct Routed<'a> {
     started: Instant,
 }
 
+/// How a cache's fill ended, when it kept nothing.
+#[derive(Debug)]
+enum Fill {
+    /// The backend could not be asked, or broke off: every request waiting
+    /// gets this answer.
+    Failed(Failure),
+    /// The answer may not be kept (see `cache::rules`).
+    Refused,
+}
+
 /// The client's `Accept-Encoding` when its answer may be compressed: the
 /// route compresses and the request is no `HEAD` (whose empty body some
 /// codings would still put bytes in).
@@ -388,6 +504,80 @@ async fn outgoing(
         }
         _ => response,
     }
+}
+
+/// The request a cache sends to fill itself: a `GET` (a `HEAD` is
+/// answered from it) for the whole, unencoded body, which the cache
+/// compresses and compares with validators itself.
+fn for_filling(mut req: Request<Incoming>) -> Request<Incoming> {
+    *req.method_mut() = Method::GET;
+    let headers = req.headers_mut();
+    for name in [
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::ACCEPT_ENCODING,
+    ] {
+        headers.remove(name);
+    }
+    req
+}
+
+/// What of a request decides how a cache answers it.
+struct Asked {
+    conditions: Conditions,
+    head: bool,
+    /// See [`codings_to_offer`].
+    codings: Option<HeaderMap>,
+    started: Instant,
+}
+
+impl Asked {
+    /// A kept answer as this request gets it.
+    fn answer_kept(
+        &self,
+        cache: &ResponseCache,
+        entry: &Entry,
+        outcome: Outcome,
+    ) -> Response<ResponseBody> {
+        let reply = entry.stored.reply(&self.conditions);
+        let status = reply.status.as_u16();
+        let exchange = Exchange::new(Arc::clone(&cache.requests), status, self.started, None);
+        let mut response = reply.into_response(exchange);
+        if outcome == Outcome::Hit {
+            response.headers_mut().insert(header::AGE, entry.age());
+        }
+        let response = if self.head {
+            without_body(response)
+        } else {
+            response
+        };
+        with_cache_status(response, Some(outcome))
+    }
+}
+
+/// The answer to a `HEAD`: the head a `GET` would get, its
+/// `Content-Length` included, and no body.
+fn without_body(response: Response<ResponseBody>) -> Response<ResponseBody> {
+    let (mut parts, body) = response.into_parts();
+    if let Some(length) = body.size_hint().exact() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    Response::from_parts(parts, ResponseBody::empty(None))
+}
+
+/// `response` saying where it came from, on routes with a cache.
+fn with_cache_status(
+    mut response: Response<ResponseBody>,
+    outcome: Option<Outcome>,
+) -> Response<ResponseBody> {
+    if let Some(outcome) = outcome {
+        response
+            .headers_mut()
+            .insert(cache::X_CACHE_STATUS, outcome.header());
+    }
+    response
 }
 
 /// A request without a body, kept to be sent again to another backend.
@@ -425,7 +615,7 @@ impl Replay {
 }
 
 /// A request the gateway answers itself, and where to count it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Failure {
     error: GatewayError,
     counted_in: Option<(Arc<str>, Arc<RequestMetrics>)>,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use crate::admission::{Admission, Admitted, Entry, Scope};
+use crate::cache::ResponseCache;
 use crate::compress;
 use crate::config::{CompressionConfig, RouteConfig};
 use crate::error::GatewayError;
@@ -71,6 +72,8 @@ pub(crate) struct Route {
     /// The `Cache-Control` of answers that have none (see
     /// [`Route::cache_control_for`]).
     cache_control: Option<HeaderValue>,
+    /// Its response cache, if it has one.
+    pub(crate) cache: Option<ResponseCache>,
 }
 
 impl Route {
@@ -104,12 +107,22 @@ impl Route {
             }),
             None => None,
         };
+        let compress = compression.filter(|_| config.compress).cloned();
+        let cache = config.response_cache.as_ref().map(|cache| {
+            let label = format!(
+                "{}{}",
+                matcher.host.as_deref().unwrap_or(""),
+                config.path_prefix
+            );
+            ResponseCache::new(cache, compress.as_ref(), &pool.name, &label)
+        });
         Ok(Self {
             cache_control: config
                 .cache_control
                 .as_deref()
                 .and_then(|value| HeaderValue::from_str(value).ok()),
-            compress: compression.filter(|_| config.compress).cloned(),
+            compress,
+            cache,
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
             total_timeout: config.total_timeout,
@@ -121,20 +134,23 @@ impl Route {
 
     /// The `Cache-Control` to add to the answer to a `method` request: the
     /// route's `cache_control`, for reads (see
-    /// [`crate::cache::rules::takes_default_cache_control`] for which
-    /// answers take it).
+    /// [`crate::cache::rules::takes_default_cache_control`] for which answers take it).
     pub(crate) fn cache_control_for(&self, method: &str) -> Option<&HeaderValue> {
         self.cache_control
             .as_ref()
             .filter(|_| matches!(method, "GET" | "HEAD"))
     }
 
-    /// Whether the fast path must hand a request with `fields` to hyper,
-    /// which alone compresses.
-    pub(crate) fn needs_hyper(&self, fields: &(impl Fields + ?Sized)) -> bool {
-        self.compress
-            .as_ref()
-            .is_some_and(|compression| compress::negotiable(compression, fields))
+    /// Whether the fast path must hand a `method` request with `fields`
+    /// to hyper, which alone compresses and answers from the cache (for
+    /// now: the cache's lookup is written to serve the fast path too).
+    pub(crate) fn needs_hyper(&self, method: &str, fields: &(impl Fields + ?Sized)) -> bool {
+        let cached = self.cache.is_some() && matches!(method, "GET" | "HEAD");
+        cached
+            || self
+                .compress
+                .as_ref()
+                .is_some_and(|compression| compress::negotiable(compression, fields))
     }
 
     /// Lets a request from `client` in, or says why not (see
