@@ -40,6 +40,9 @@ pub(crate) enum BodyError {
     /// A static file could not be read (or compressed) to the end.
     #[error("reading the file failed: {0}")]
     File(tower_http::BoxError),
+    /// A proxied answer could not be compressed (or read) to the end.
+    #[error("compressing the response failed: {0}")]
+    Compressing(tower_http::BoxError),
 }
 
 /// A client's request body on its way to a backend.

@@ -18,9 +18,11 @@ pub use stampede_config::ConfigError;
 use stampede_config::quote;
 
 mod de;
+mod edge;
 mod files;
 mod tls;
 
+pub use edge::ResponseCacheConfig;
 pub use files::{Algorithm, CacheConfig, CompressionConfig, FileCacheConfig};
 pub(crate) use tls::Certificate;
 pub use tls::{CertificateFiles, TlsConfig};
@@ -70,7 +72,8 @@ pub struct Config {
     /// the backend a pool chooses (see the gateway's `redirect` module).
     #[serde(default)]
     pub redirect: Vec<RedirectConfig>,
-    /// On-the-fly compression of static files; none when absent.
+    /// On-the-fly compression of static files, and of the answers of
+    /// routes with `compress = true`; none when absent.
     #[serde(default)]
     pub compression: Option<CompressionConfig>,
     /// The static files kept in memory.
@@ -420,6 +423,18 @@ pub struct RouteConfig {
     /// `max_concurrency`. None: no waiting room.
     #[serde(default)]
     pub waiting_room: Option<WaitingRoomConfig>,
+    /// Compress the pool's answers for clients that accept it, as
+    /// `[compression]` says (which must then compress).
+    #[serde(default)]
+    pub compress: bool,
+    /// The `Cache-Control` of answers to `GET` and `HEAD` whose backend
+    /// sent none (and no cookie); none by default.
+    #[serde(default)]
+    pub cache_control: Option<String>,
+    /// Answers kept in memory for a short while, one backend request per
+    /// page however many clients ask; none by default.
+    #[serde(default)]
+    pub response_cache: Option<ResponseCacheConfig>,
 }
 
 /// `routes[N].waiting_room` (see the gateway's `admission::room` module).
@@ -768,6 +783,7 @@ impl Config {
             }
             route
                 .validate_admission()
+                .and_then(|()| route.validate_edge(self.compression.as_ref()))
                 .map_err(|(key, problem)| (format!("routes[{i}].{key}"), problem))?;
             if !route.path_prefix.starts_with('/') {
                 return Err((

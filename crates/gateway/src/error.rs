@@ -14,7 +14,7 @@ use crate::body::{Exchange, ResponseBody};
 use crate::telemetry::RequestMetrics;
 
 /// Why the gateway answered instead of a backend.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum GatewayError {
     /// No route matches the Host and path.
     #[error("no route for this host and path")]

@@ -49,6 +49,7 @@ use tokio::sync::watch;
 
 use crate::admission::Entry;
 use crate::body::Exchange;
+use crate::cache::rules;
 use crate::connection::Latest;
 use crate::error::GatewayError;
 use crate::fields::Fields;
@@ -165,6 +166,8 @@ struct Prepared {
     /// What admission control let it in with.
     entry: Entry,
     request_id: HeaderValue,
+    /// The route's `Cache-Control` for answers that have none.
+    cache_control: Option<HeaderValue>,
 }
 
 /// A request the gateway answers itself.
@@ -321,7 +324,7 @@ impl Exchanging<'_> {
         };
         let route = &shared.router.routes()[route_index];
         let pool = &route.pool;
-        if pool.http2 {
+        if pool.http2 || route.needs_hyper(method, fields) {
             return Parsed::Handoff;
         }
         let in_pool =
@@ -366,6 +369,7 @@ impl Exchanging<'_> {
             choice,
             entry,
             request_id,
+            cache_control: route.cache_control_for(method).cloned(),
         })
     }
 
@@ -522,6 +526,7 @@ impl Exchanging<'_> {
                 request_id: &req.request_id,
                 set_cookie: target.set_cookie.as_ref(),
                 pass: req.entry.pass.as_ref(),
+                cache_control: req.cache_control.as_ref(),
                 client_keeps: req.keep_alive && !*stop.borrow(),
             };
             let error = match self
@@ -854,6 +859,8 @@ struct Answering<'a> {
     set_cookie: Option<&'a HeaderValue>,
     /// A waiting room's pass, when the request was let in without one.
     pass: Option<&'a HeaderValue>,
+    /// The route's `Cache-Control` for answers without one.
+    cache_control: Option<&'a HeaderValue>,
     client_keeps: bool,
 }
 
@@ -900,8 +907,15 @@ fn write_response_head(
         &head::RESPONSE_REPLACED,
     );
     head::write_header_value(out, "x-request-id", answering.request_id);
-    for cookie in [answering.set_cookie, answering.pass].into_iter().flatten() {
+    let cookies = [answering.set_cookie, answering.pass];
+    for cookie in cookies.into_iter().flatten() {
         head::write_header_value(out, "set-cookie", cookie);
+    }
+    if let Some(value) = answering.cache_control
+        && cookies.iter().all(Option::is_none)
+        && rules::takes_default_cache_control(status, fields)
+    {
+        head::write_header_value(out, "cache-control", value);
     }
     if !client_keeps {
         head::write_field(out, "connection", b"close");

@@ -28,6 +28,9 @@
 //!   compression, kept in memory when small.
 //! - `stored`: answers held in memory, one body per content coding, sent
 //!   as they are by either path.
+//! - `cache`: a pool route's response cache, one backend request per page
+//!   however many clients ask; and the header rules of caching.
+//! - `compress`: compressing a pool route's answers as they stream.
 //! - `admission`: what a route lets through when a crowd arrives.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live
 //!   in the `stampede-balance` crate).
@@ -45,6 +48,8 @@ use std::sync::Arc;
 mod admin;
 mod admission;
 mod body;
+mod cache;
+mod compress;
 pub mod config;
 mod connection;
 mod dns;
@@ -115,7 +120,8 @@ impl Shared {
                 let name = route.pool.as_ref()?;
                 let (_, pool) = pools.iter().find(|(n, _)| n == name)?;
                 let old = previous.and_then(|p| p.router.same(route));
-                Some(route::Route::new(route, Arc::clone(pool), old))
+                let compression = config.compression.as_ref();
+                Some(route::Route::new(route, Arc::clone(pool), compression, old))
             })
             .collect::<Result<_, _>>()?;
         let files = config

@@ -20,18 +20,21 @@
 //! ([`GatewayError`]). Dropping the future (the client went away) drops the
 //! backend request with it, which closes that backend connection.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
 use stampede_balance::InFlight;
 
 use crate::Shared;
+use crate::admission::Admitted;
 use crate::body::{BodyError, Exchange, RequestBody, ResponseBody};
+use crate::cache::{self, Entry, NotKept, Outcome, ResponseCache, rules};
+use crate::compress;
 use crate::error::GatewayError;
 use crate::fields::Fields;
 use crate::forwarded::{Forwarding, Peer, strip_hop_by_hop};
@@ -39,6 +42,7 @@ use crate::h1::IdleConnections;
 use crate::pool::{Choice, Pool};
 use crate::retry::{self, Tried};
 use crate::route::{Found, Route, host_without_port};
+use crate::stored::Conditions;
 use crate::telemetry::RequestMetrics;
 use crate::upstream::{self, UpstreamClient};
 use crate::{tls, upgrade};
@@ -158,10 +162,174 @@ impl Proxy {
         let trusted = &self.shared.trusted;
         let client_ip = trusted.client_ip(peer, req.headers());
         let entry = route.enter(client_ip, req.headers()).map_err(fail)?;
+        let routed = Routed {
+            index: route_index,
+            route,
+            peer,
+            client_ip,
+            started,
+        };
+        let method = req.method().clone();
+        let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+        let cached = route.cache.as_ref().map(|cache| {
+            let key = cache::Key::of(method.as_str(), request_host(&req), target, req.headers());
+            (cache, key)
+        });
+        let mut response = match cached {
+            Some((cache, Some(key))) => {
+                self.through_cache(&routed, cache, key, req, entry.place)
+                    .await?
+            }
+            Some((cache, None)) => {
+                cache.count(Outcome::Bypass);
+                let response = self.fetched(&routed, req, entry.place).await?;
+                with_cache_status(response, Some(Outcome::Bypass))
+            }
+            None => self.fetched(&routed, req, entry.place).await?,
+        };
+        // A switch of protocols is no answer to give a cookie with.
+        if let Some(pass) = entry
+            .pass
+            .filter(|_| response.status() != StatusCode::SWITCHING_PROTOCOLS)
+        {
+            response.headers_mut().append(header::SET_COOKIE, pass);
+        }
+        if let Some(value) = route.cache_control_for(method.as_str())
+            && rules::takes_default_cache_control(response.status().as_u16(), response.headers())
+        {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, value.clone());
+        }
+        Ok(response)
+    }
+
+    /// The backend's answer to `req`, with its sticky cookie, compressed
+    /// when the route compresses and the client accepts it.
+    async fn fetched(
+        &self,
+        routed: &Routed<'_>,
+        req: Request<Incoming>,
+        place: Admitted,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let codings = codings_to_offer(routed.route, &req);
+        let (response, sticky) = self.upstream(routed, req, place).await?;
+        Ok(outgoing(routed.route, response, sticky, codings).await)
+    }
+
+    /// Answers a `GET` or `HEAD` of a route with a response cache: from
+    /// memory when the page is kept, else from one backend request shared
+    /// with every request for the page meanwhile (see `cache`).
+    async fn through_cache(
+        &self,
+        routed: &Routed<'_>,
+        cache: &ResponseCache,
+        key: cache::Key,
+        req: Request<Incoming>,
+        place: Admitted,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let asked = Asked {
+            conditions: Conditions::of(req.headers()),
+            head: req.method() == Method::HEAD,
+            codings: codings_to_offer(routed.route, &req),
+            started: routed.started,
+        };
+        if let Some(entry) = cache.lookup(&key).await {
+            return Ok(asked.answer_kept(cache, &entry, Outcome::Hit));
+        }
+        // Taken by this request's own fetch, if it is the one that goes.
+        let mut asking = Some((req, place));
+        let mut refused = None;
+        let fetch = self.fetch_to_keep(routed, cache, &mut asking, &mut refused);
+        let failed = match cache.fill(key, fetch).await {
+            Ok(entry) => {
+                let outcome = match asking {
+                    None => Outcome::Miss,
+                    Some(_) => Outcome::Hit,
+                };
+                cache.count(outcome);
+                return Ok(asked.answer_kept(cache, &entry, outcome));
+            }
+            Err(failed) => failed,
+        };
+        cache.count(Outcome::Miss);
+        let response = match (&*failed, refused, asking) {
+            (Fill::Failed(failure), _, _) => return Err(failure.clone()),
+            (Fill::Refused, Some((response, sticky)), _) => {
+                let response = outgoing(routed.route, response, sticky, asked.codings).await;
+                if asked.head {
+                    without_body(response)
+                } else {
+                    response
+                }
+            }
+            // Not kept, so perhaps personal: this request asks for its own.
+            (Fill::Refused, None, Some((req, place))) => self.fetched(routed, req, place).await?,
+            (Fill::Refused, None, None) => {
+                unreachable!("a fetch that ran and was refused leaves its answer")
+            }
+        };
+        Ok(with_cache_status(response, Some(Outcome::Miss)))
+    }
+
+    /// The fetch a cache fills itself with, run for one request of those
+    /// waiting (`asking` has its request): the backend's answer, kept; or
+    /// why nothing was kept, with an answer that may not be kept left in
+    /// `refused` for that request alone.
+    async fn fetch_to_keep(
+        &self,
+        routed: &Routed<'_>,
+        cache: &ResponseCache,
+        asking: &mut Option<(Request<Incoming>, Admitted)>,
+        refused: &mut Option<(Response<ResponseBody>, Option<HeaderValue>)>,
+    ) -> Result<Arc<Entry>, Fill> {
+        let (req, place) = asking.take().ok_or(Fill::Refused)?;
+        let (response, sticky) = self
+            .upstream(routed, for_filling(req), place)
+            .await
+            .map_err(Fill::Failed)?;
+        match cache.keep(response).await {
+            Ok(entry) => Ok(entry),
+            Err(NotKept::Refused(response)) => {
+                *refused = Some((response, sticky));
+                Err(Fill::Refused)
+            }
+            Err(NotKept::Broken(error)) => {
+                let pool = &routed.route.pool;
+                let error = GatewayError::BadResponse(format!("a body that broke off ({error})"));
+                Err(Fill::Failed(Failure::in_pool(
+                    error,
+                    pool,
+                    &pool.unassigned,
+                )))
+            }
+        }
+    }
+
+    /// Chooses a backend for `req` (which has passed the route's checks
+    /// that need no waiting), waits for a place under the route's limit
+    /// unless it has its `place`, and sends it. The answer, with hop-by-hop
+    /// fields gone, and the sticky cookie it should carry.
+    async fn upstream(
+        &self,
+        routed: &Routed<'_>,
+        req: Request<Incoming>,
+        place: Admitted,
+    ) -> Result<(Response<ResponseBody>, Option<HeaderValue>), Failure> {
+        let Routed {
+            index: route_index,
+            route,
+            peer,
+            client_ip,
+            started,
+        } = *routed;
+        let pool = &route.pool;
+        let fail = |error| Failure::in_pool(error, pool, &pool.unassigned);
+        let limits = &self.shared.config.limits;
         let choice = pool
             .choose(client_ip, req.uri().path(), req.headers())
             .ok_or_else(|| fail(GatewayError::NoBackend))?;
-        let admitted = route.admit(entry.place).await.map_err(fail)?;
+        let admitted = route.admit(place).await.map_err(fail)?;
         if let Some(retries) = &pool.retries {
             retries.deposit();
         }
@@ -225,20 +393,14 @@ impl Proxy {
             let upstream_side = hyper::upgrade::on(&mut response);
             upgrade::splice(client_side, upstream_side);
             let (parts, _) = response.into_parts();
-            return Ok(Response::from_parts(
-                parts,
-                ResponseBody::empty(Some(exchange)),
-            ));
+            let response = Response::from_parts(parts, ResponseBody::empty(Some(exchange)));
+            return Ok((response, None));
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        for cookie in [choice.set_cookie, entry.pass].into_iter().flatten() {
-            parts.headers.append(header::SET_COOKIE, cookie);
-        }
-        Ok(Response::from_parts(
-            parts,
-            ResponseBody::upstream(body, deadline, exchange),
-        ))
+        let response =
+            Response::from_parts(parts, ResponseBody::upstream(body, deadline, exchange));
+        Ok((response, choice.set_cookie))
     }
 
     /// Sends `first` to the chosen backend and, when that fails where a
@@ -294,6 +456,130 @@ impl Proxy {
     }
 }
 
+/// A request on a pool's route, past the checks that need no waiting.
+#[derive(Clone, Copy)]
+struct Routed<'a> {
+    index: usize,
+    route: &'a Route,
+    peer: &'a Peer,
+    client_ip: IpAddr,
+    started: Instant,
+}
+
+/// How a cache's fill ended, when it kept nothing.
+#[derive(Debug)]
+enum Fill {
+    /// The backend could not be asked, or broke off: every request waiting
+    /// gets this answer.
+    Failed(Failure),
+    /// The answer may not be kept (see `cache::rules`).
+    Refused,
+}
+
+/// The client's `Accept-Encoding` when its answer may be compressed: the
+/// route compresses and the request is no `HEAD` (whose empty body some
+/// codings would still put bytes in).
+fn codings_to_offer(route: &Route, req: &Request<Incoming>) -> Option<HeaderMap> {
+    route
+        .compress
+        .as_ref()
+        .filter(|_| req.method() != Method::HEAD)
+        .map(|_| compress::accepted_codings(req.headers()))
+}
+
+/// A backend's answer as it goes out: with its sticky cookie, and
+/// compressed for `codings` (see [`codings_to_offer`]).
+async fn outgoing(
+    route: &Route,
+    mut response: Response<ResponseBody>,
+    sticky: Option<HeaderValue>,
+    codings: Option<HeaderMap>,
+) -> Response<ResponseBody> {
+    if let Some(cookie) = sticky {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    match (&route.compress, codings) {
+        (Some(compression), Some(codings)) => {
+            compress::compress(response, codings, compression).await
+        }
+        _ => response,
+    }
+}
+
+/// The request a cache sends to fill itself: a `GET` (a `HEAD` is
+/// answered from it) for the whole, unencoded body, which the cache
+/// compresses and compares with validators itself.
+fn for_filling(mut req: Request<Incoming>) -> Request<Incoming> {
+    *req.method_mut() = Method::GET;
+    let headers = req.headers_mut();
+    for name in [
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::ACCEPT_ENCODING,
+    ] {
+        headers.remove(name);
+    }
+    req
+}
+
+/// What of a request decides how a cache answers it.
+struct Asked {
+    conditions: Conditions,
+    head: bool,
+    /// See [`codings_to_offer`].
+    codings: Option<HeaderMap>,
+    started: Instant,
+}
+
+impl Asked {
+    /// A kept answer as this request gets it.
+    fn answer_kept(
+        &self,
+        cache: &ResponseCache,
+        entry: &Entry,
+        outcome: Outcome,
+    ) -> Response<ResponseBody> {
+        let reply = entry.stored.reply(&self.conditions);
+        let status = reply.status.as_u16();
+        let exchange = Exchange::new(Arc::clone(&cache.requests), status, self.started, None);
+        let mut response = reply.into_response(exchange);
+        if outcome == Outcome::Hit {
+            response.headers_mut().insert(header::AGE, entry.age());
+        }
+        let response = if self.head {
+            without_body(response)
+        } else {
+            response
+        };
+        with_cache_status(response, Some(outcome))
+    }
+}
+
+/// The answer to a `HEAD`: the head a `GET` would get, its
+/// `Content-Length` included, and no body.
+fn without_body(response: Response<ResponseBody>) -> Response<ResponseBody> {
+    let (mut parts, body) = response.into_parts();
+    if let Some(length) = body.size_hint().exact() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    Response::from_parts(parts, ResponseBody::empty(None))
+}
+
+/// `response` saying where it came from, on routes with a cache.
+fn with_cache_status(
+    mut response: Response<ResponseBody>,
+    outcome: Option<Outcome>,
+) -> Response<ResponseBody> {
+    if let Some(outcome) = outcome {
+        response
+            .headers_mut()
+            .insert(cache::X_CACHE_STATUS, outcome.header());
+    }
+    response
+}
+
 /// A request without a body, kept to be sent again to another backend.
 #[derive(Debug)]
 struct Replay {
@@ -329,7 +615,7 @@ impl Replay {
 }
 
 /// A request the gateway answers itself, and where to count it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Failure {
     error: GatewayError,
     counted_in: Option<(Arc<str>, Arc<RequestMetrics>)>,

@@ -10,8 +10,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
+
 use crate::admission::{Admission, Admitted, Entry, Scope};
-use crate::config::RouteConfig;
+use crate::cache::ResponseCache;
+use crate::compress;
+use crate::config::{CompressionConfig, RouteConfig};
 use crate::error::GatewayError;
 use crate::fields::Fields;
 use crate::files::Files;
@@ -63,6 +67,13 @@ pub(crate) struct Route {
     pub(crate) total_timeout: Option<Duration>,
     /// Admission control, when the route has any (see `admission`).
     admission: Option<Arc<Admission>>,
+    /// The codings its answers are compressed with (`compress = true`).
+    pub(crate) compress: Option<CompressionConfig>,
+    /// The `Cache-Control` of answers that have none (see
+    /// [`Route::cache_control_for`]).
+    cache_control: Option<HeaderValue>,
+    /// Its response cache, if it has one.
+    pub(crate) cache: Option<ResponseCache>,
 }
 
 impl Route {
@@ -75,6 +86,7 @@ impl Route {
     pub(crate) fn new(
         config: &RouteConfig,
         pool: Arc<Pool>,
+        compression: Option<&CompressionConfig>,
         previous: Option<&Route>,
     ) -> Result<Self, getrandom::Error> {
         let matcher = Matcher::of(config);
@@ -95,7 +107,22 @@ impl Route {
             }),
             None => None,
         };
+        let compress = compression.filter(|_| config.compress).cloned();
+        let cache = config.response_cache.as_ref().map(|cache| {
+            let label = format!(
+                "{}{}",
+                matcher.host.as_deref().unwrap_or(""),
+                config.path_prefix
+            );
+            ResponseCache::new(cache, compress.as_ref(), &pool.name, &label)
+        });
         Ok(Self {
+            cache_control: config
+                .cache_control
+                .as_deref()
+                .and_then(|value| HeaderValue::from_str(value).ok()),
+            compress,
+            cache,
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
             total_timeout: config.total_timeout,
@@ -103,6 +130,27 @@ impl Route {
             matcher,
             pool,
         })
+    }
+
+    /// The `Cache-Control` to add to the answer to a `method` request: the
+    /// route's `cache_control`, for reads (see
+    /// [`crate::cache::rules::takes_default_cache_control`] for which answers take it).
+    pub(crate) fn cache_control_for(&self, method: &str) -> Option<&HeaderValue> {
+        self.cache_control
+            .as_ref()
+            .filter(|_| matches!(method, "GET" | "HEAD"))
+    }
+
+    /// Whether the fast path must hand a `method` request with `fields`
+    /// to hyper, which alone compresses and answers from the cache (for
+    /// now: the cache's lookup is written to serve the fast path too).
+    pub(crate) fn needs_hyper(&self, method: &str, fields: &(impl Fields + ?Sized)) -> bool {
+        let cached = self.cache.is_some() && matches!(method, "GET" | "HEAD");
+        cached
+            || self
+                .compress
+                .as_ref()
+                .is_some_and(|compression| compress::negotiable(compression, fields))
     }
 
     /// Lets a request from `client` in, or says why not (see

@@ -41,6 +41,12 @@ pub const DNS_QUERIES: &str = "stampede_gateway_dns_queries_total";
 /// Connections accepted by `[[tcp]]` listeners, by `pool` and the
 /// `backend` they were relayed to (`none`: no backend could be reached).
 pub const TCP_CONNECTIONS: &str = "stampede_gateway_tcp_connections_total";
+/// Requests to routes with a response cache, by `pool`, `route` (its host
+/// and path prefix) and `result`: `hit` (answered from memory, waiting on
+/// another request's fetch included), `miss` (sent to the backend) or
+/// `bypass` (a request no cache may answer, such as one with
+/// `Authorization`).
+pub const RESPONSE_CACHE: &str = "stampede_gateway_response_cache_requests_total";
 /// Open client connections.
 pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
 /// TLS handshakes on the HTTPS listener, by `outcome` (`ok`, `failed`,

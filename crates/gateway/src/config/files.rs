@@ -95,6 +95,11 @@ impl CompressionConfig {
     pub fn offers(&self, algorithm: Algorithm) -> bool {
         self.enabled && self.algorithms.contains(&algorithm)
     }
+
+    /// Whether it offers any coding at all.
+    pub fn compresses(&self) -> bool {
+        self.enabled && !self.algorithms.is_empty()
+    }
 }
 
 /// A content coding the gateway can compress with.

@@ -649,3 +649,72 @@ fn the_file_cache_has_defaults_and_names_its_mistakes() {
     let e = error(&format!("{GOOD}[file_cache]\nmax_files = 3\n"));
     assert!(e.contains("max_files"), "{e}");
 }
+
+#[test]
+fn a_pool_route_may_compress_set_cache_control_and_cache_answers() {
+    let route = |keys: &str, tables: &str| {
+        format!("{GOOD}[[routes]]\npath_prefix = \"/p\"\npool = \"web\"\n{keys}\n{tables}")
+    };
+    let keys = "compress = true\ncache_control = \"public, max-age=0, s-maxage=1\"\n\
+                response_cache = { ttl = \"500ms\" }";
+    let config = Config::from_toml(&route(keys, "[compression]\n"), "test.toml").unwrap();
+    let route_config = &config.routes[1];
+    assert!(route_config.compress);
+    assert_eq!(
+        route_config.cache_control.as_deref(),
+        Some("public, max-age=0, s-maxage=1")
+    );
+    let cache = route_config.response_cache.as_ref().unwrap();
+    assert_eq!(cache.ttl, Duration::from_millis(500));
+    assert_eq!((cache.max_bytes, cache.max_body_bytes), (16 << 20, 1 << 20));
+    assert!(!config.routes[0].compress && config.routes[0].response_cache.is_none());
+}
+
+#[test]
+fn edge_keys_that_would_do_nothing_are_named() {
+    let route = |keys: &str, tables: &str| {
+        format!("{GOOD}[[routes]]\npath_prefix = \"/p\"\npool = \"web\"\n{keys}\n{tables}")
+    };
+    for tables in [
+        "",
+        "[compression]\nenabled = false\n",
+        "[compression]\nalgorithms = []\n",
+    ] {
+        let e = error(&route("compress = true", tables));
+        assert!(
+            e.contains("routes[1].compress") && e.contains("[compression]"),
+            "{tables}: {e}"
+        );
+    }
+    let e = error(&route("cache_control = \"a\\nb\"", ""));
+    assert!(e.contains("routes[1].cache_control"), "{e}");
+    let e = error(&route("response_cache = { ttl = \"0s\" }", ""));
+    assert!(e.contains("routes[1].response_cache.ttl"), "{e}");
+    let e = error(&route(
+        "response_cache = { ttl = \"1s\", max_bytes = 10, max_body_bytes = 11 }",
+        "",
+    ));
+    assert!(
+        e.contains("routes[1].response_cache.max_body_bytes") && e.contains("max_bytes"),
+        "{e}"
+    );
+    let e = error(&route("response_cache = { ttl = \"1s\", size = 3 }", ""));
+    assert!(e.contains("size"), "{e}");
+    let statics = |keys: &str| {
+        format!(
+            "{GOOD}[[routes]]\npath_prefix = \"/s\"\nstatic_dir = \".\"\n{keys}\n[compression]\n"
+        )
+    };
+    for key in [
+        "compress = true",
+        "cache_control = \"public\"",
+        "response_cache = { ttl = \"1s\" }",
+    ] {
+        let e = error(&statics(key));
+        let name = key.split(' ').next().unwrap();
+        assert!(
+            e.contains(&format!("routes[1].{name}")) && e.contains("pool"),
+            "{e}"
+        );
+    }
+}

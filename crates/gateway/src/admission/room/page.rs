@@ -11,7 +11,7 @@ use crate::fields::Fields;
 const REFRESH: HeaderName = HeaderName::from_static("refresh");
 
 /// A visitor told to wait, and how to tell them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Waiting {
     /// The visitor's place in line; 1 is next.
     pub(crate) place: u64,
