@@ -101,11 +101,15 @@ pub(crate) enum Outcome {
 impl Outcome {
     /// The `X-Cache-Status` value, as nginx names it.
     pub(crate) fn header(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
+        HeaderValue::from_static(self.header_str())
+    }
+
+    pub(crate) fn header_str(self) -> &'static str {
+        match self {
             Self::Hit => "HIT",
             Self::Miss => "MISS",
             Self::Bypass => "BYPASS",
-        })
+        }
     }
 }
 
@@ -189,6 +193,21 @@ impl ResponseCache {
     /// Counts a request's [`Outcome`].
     pub(crate) fn count(&self, outcome: Outcome) {
         self.outcomes[outcome as usize].increment(1);
+    }
+
+    /// The answer kept under `key`, if it is still fresh, without waiting:
+    /// for the fast path, which decides before its first `.await` whether
+    /// it serves a request or hands it to hyper. Not counted.
+    pub(crate) fn peek(&self, key: &Key) -> Option<Arc<Entry>> {
+        // moka's `get` is async only to share code with its loading calls;
+        // it is ready at once unless its housekeeping is busy, and then the
+        // request is simply served as a miss would be.
+        let mut get = std::pin::pin!(self.entries.get(key));
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        match get.as_mut().poll(&mut context) {
+            Poll::Ready(entry) => entry,
+            Poll::Pending => None,
+        }
     }
 
     /// The answer kept under `key`, if it is still fresh; counted as a hit.

@@ -162,11 +162,6 @@ impl Files {
         (Arc::clone(&self.label), Arc::clone(&self.metrics))
     }
 
-    /// Counts an answer with `status` that took from `started` to `end`.
-    pub(crate) fn count(&self, status: StatusCode, started: Instant, end: Instant) {
-        Exchange::new(Arc::clone(&self.metrics), status.as_u16(), started, None).finish(end);
-    }
-
     /// Answers `req`, whose path is under this route's prefix, on the
     /// hyper path.
     pub(crate) async fn serve(

@@ -49,7 +49,7 @@ use tokio::sync::watch;
 
 use crate::admission::Entry;
 use crate::body::Exchange;
-use crate::cache::rules;
+use crate::cache::{self, Outcome, rules};
 use crate::connection::Latest;
 use crate::error::GatewayError;
 use crate::fields::Fields;
@@ -191,10 +191,25 @@ struct FileRequest {
     head_len: usize,
 }
 
+/// A request a route's response cache answers: a hit. Misses go to
+/// hyper, which fills the cache.
+struct KeptRequest {
+    kept: Arc<cache::Entry>,
+    conditions: Conditions,
+    head: bool,
+    keep_alive: bool,
+    request_id: HeaderValue,
+    /// A waiting room's pass, when the request was let in without one.
+    pass: Option<HeaderValue>,
+    cache_control: Option<HeaderValue>,
+    metrics: Arc<RequestMetrics>,
+}
+
 enum Parsed {
     Ready(Prepared),
     Refuse(Refusal),
     File(FileRequest),
+    Kept(KeptRequest),
     Handoff,
 }
 
@@ -249,6 +264,7 @@ impl Exchanging<'_> {
             Parsed::Handoff => Next::Handoff,
             Parsed::Refuse(refusal) => self.answer(refusal, started).await,
             Parsed::File(file) => self.serve_file(file, started, stop).await,
+            Parsed::Kept(kept) => self.serve_kept(kept, started, stop).await,
             Parsed::Ready(prepared) => self.forward(prepared, started, stop).await,
         }
     }
@@ -324,7 +340,16 @@ impl Exchanging<'_> {
         };
         let route = &shared.router.routes()[route_index];
         let pool = &route.pool;
-        if pool.http2 || route.needs_hyper(method, fields) {
+        let kept = route
+            .cache
+            .as_ref()
+            .filter(|_| !has_body)
+            .and_then(|cache| {
+                let host = host.and_then(|h| std::str::from_utf8(h).ok());
+                let key = cache::Key::of(method, host, path, fields)?;
+                Some((cache, cache.peek(&key)?))
+            });
+        if kept.is_none() && (pool.http2 || route.needs_hyper(method, fields)) {
             return Parsed::Handoff;
         }
         let in_pool =
@@ -339,6 +364,19 @@ impl Exchanging<'_> {
             Ok(entry) => entry,
             Err(error) => return refuse(error, in_pool(&pool.unassigned), has_body),
         };
+        if let Some((cache, kept)) = kept {
+            cache.count(Outcome::Hit);
+            return Parsed::Kept(KeptRequest {
+                kept,
+                conditions: Conditions::of(fields),
+                head: method == "HEAD",
+                keep_alive: head::wants_keep_alive(1, fields),
+                request_id,
+                pass: entry.pass,
+                cache_control: route.cache_control_for(method).cloned(),
+                metrics: Arc::clone(&cache.requests),
+            });
+        }
         let Some(choice) = pool.choose(client_ip, route_path, fields) else {
             return refuse(GatewayError::NoBackend, in_pool(&pool.unassigned), has_body);
         };
@@ -707,17 +745,67 @@ impl Exchanging<'_> {
             Answer::Stored(stored) => stored,
         };
         self.buf.advance(req.head_len);
-        let reply = stored.reply(&req.conditions);
-        let keep_alive = req.keep_alive && !*stop.borrow();
-        let body = if req.method == http::Method::HEAD {
-            &[][..]
-        } else {
-            reply.body()
+        let (_, metrics) = req.files.counted_in();
+        let sending = Sending {
+            head: req.method == http::Method::HEAD,
+            keep_alive: req.keep_alive,
+            request_id: &req.request_id,
+            extra: &[],
+            metrics: &metrics,
         };
-        write_reply_head(self.out, &reply, &req.request_id, keep_alive);
+        self.send_stored(&stored.reply(&req.conditions), &sending, started, stop)
+            .await
+    }
+
+    /// Answers a request from its route's response cache, as hyper's path
+    /// does (`proxy`): `Age`, `X-Cache-Status: HIT`, a waiting room's
+    /// pass, and the route's `Cache-Control` when the answer has none.
+    async fn serve_kept(
+        &mut self,
+        req: KeptRequest,
+        started: Instant,
+        stop: &watch::Receiver<bool>,
+    ) -> Next {
+        let reply = req.kept.stored.reply(&req.conditions);
+        let (age, cache_status) = (req.kept.age(), cache::X_CACHE_STATUS);
+        let mut extra = vec![
+            ("age", age.as_bytes()),
+            (cache_status.as_str(), Outcome::Hit.header_str().as_bytes()),
+        ];
+        if let Some(pass) = &req.pass {
+            extra.push(("set-cookie", pass.as_bytes()));
+        }
+        if let Some(value) = &req.cache_control
+            && req.pass.is_none()
+            && rules::takes_default_cache_control(reply.status.as_u16(), &reply)
+        {
+            extra.push(("cache-control", value.as_bytes()));
+        }
+        let sending = Sending {
+            head: req.head,
+            keep_alive: req.keep_alive,
+            request_id: &req.request_id,
+            extra: &extra,
+            metrics: &req.metrics,
+        };
+        self.send_stored(&reply, &sending, started, stop).await
+    }
+
+    /// Writes a stored answer (see `stored`) and counts it.
+    async fn send_stored(
+        &mut self,
+        reply: &Reply<'_>,
+        sending: &Sending<'_>,
+        started: Instant,
+        stop: &watch::Receiver<bool>,
+    ) -> Next {
+        let keep_alive = sending.keep_alive && !*stop.borrow();
+        let body = if sending.head { &[][..] } else { reply.body() };
+        write_reply_head(self.out, reply, sending, keep_alive);
         let written = self.write_with_body(body).await;
         let end = Instant::now();
-        req.files.count(reply.status, started, end);
+        let status = reply.status.as_u16();
+        Exchange::new(Arc::clone(sending.metrics), status, started, None).finish(end);
         *self.last_active = end;
         if written.is_ok() && keep_alive {
             Next::Continue
@@ -929,9 +1017,21 @@ fn write_response_head(
     }
 }
 
+/// How a stored answer goes out on this connection.
+struct Sending<'a> {
+    /// A `HEAD`: the head a `GET` would get, without the body.
+    head: bool,
+    keep_alive: bool,
+    request_id: &'a HeaderValue,
+    /// Fields besides the answer's own.
+    extra: &'a [(&'a str, &'a [u8])],
+    /// Where the answer is counted.
+    metrics: &'a Arc<RequestMetrics>,
+}
+
 /// Writes the head of a stored answer into `out`. Its `Content-Length` is
 /// the body's even for `HEAD`, as `GET` would get; a `304` has none.
-fn write_reply_head(out: &mut Vec<u8>, reply: &Reply<'_>, request_id: &HeaderValue, keep: bool) {
+fn write_reply_head(out: &mut Vec<u8>, reply: &Reply<'_>, sending: &Sending<'_>, keep: bool) {
     use std::io::Write;
     let status = reply.status;
     out.clear();
@@ -940,7 +1040,7 @@ fn write_reply_head(out: &mut Vec<u8>, reply: &Reply<'_>, request_id: &HeaderVal
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
     );
-    for (name, value) in reply.fields() {
+    for (name, value) in reply.fields().chain(sending.extra.iter().copied()) {
         head::write_field(out, name, value);
     }
     if status != http::StatusCode::NOT_MODIFIED {
@@ -952,7 +1052,7 @@ fn write_reply_head(out: &mut Vec<u8>, reply: &Reply<'_>, request_id: &HeaderVal
         "date: {}\r\n",
         httpdate::HttpDate::from(std::time::SystemTime::now())
     );
-    head::write_header_value(out, "x-request-id", request_id);
+    head::write_header_value(out, "x-request-id", sending.request_id);
     if !keep {
         head::write_field(out, "connection", b"close");
     }

@@ -142,8 +142,8 @@ impl Route {
     }
 
     /// Whether the fast path must hand a `method` request with `fields`
-    /// to hyper, which alone compresses and answers from the cache (for
-    /// now: the cache's lookup is written to serve the fast path too).
+    /// to hyper, which alone compresses and fills the cache (the fast path
+    /// answers only the hits, see `h1`).
     pub(crate) fn needs_hyper(&self, method: &str, fields: &(impl Fields + ?Sized)) -> bool {
         let cached = self.cache.is_some() && matches!(method, "GET" | "HEAD");
         cached

@@ -270,6 +270,15 @@ fn for_revalidation(name: &HeaderName) -> bool {
     .contains(name)
 }
 
+/// A reply's fields, for the rules that read a response's fields.
+impl Fields for Reply<'_> {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+}
+
 /// The `Last-Modified` value of `modified`, in whole seconds.
 pub(crate) fn http_date(modified: SystemTime) -> HeaderValue {
     let whole = modified

@@ -313,3 +313,40 @@ async fn kept_pages_are_compressed_once_for_every_coding() {
         "the cache asks for the plain body, and codes it itself"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_is_the_same_answer_on_either_path() {
+    let origin = Origin::start().await;
+    let default = r#"cache_control = "public, max-age=0, s-maxage=1""#;
+    let gateway = caching_with(&origin, "5s", default).await;
+    let target = "/product?size=3000&etag=%22v1%22";
+    let url = gateway.url(target);
+    assert_eq!(status(&get(&client(), &url).await), "MISS");
+    // On the HTTP/1.1 fast path, and on hyper's (h2c).
+    let (h1, h2) = (client(), h2_client());
+    for headers in [
+        &[][..],
+        &[("accept-encoding", "gzip")][..],
+        &[("accept-encoding", "br;q=0.5, zstd")][..],
+        &[("if-none-match", "\"v1\"")][..],
+    ] {
+        let (fast, hyper) = (
+            get_with(&h1, &url, headers).await,
+            get_with(&h2, &url, headers).await,
+        );
+        assert_eq!(status(&fast), "HIT", "{headers:?}");
+        assert_eq!(
+            fast.comparable_fields(),
+            hyper.comparable_fields(),
+            "{headers:?}"
+        );
+        assert!(fast.body == hyper.body, "{headers:?}: the bodies differ");
+        assert!(fast.header("age").is_some(), "{headers:?}");
+        assert_eq!(
+            fast.header("cache-control").as_deref(),
+            Some("public, max-age=0, s-maxage=1"),
+            "the route's default, on a hit as on a miss"
+        );
+    }
+    assert_eq!(origin.hits(target), 1);
+}

@@ -938,6 +938,26 @@ impl Reply {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.text()))
     }
 
+    /// Its fields but those that differ between two equal answers (`date`,
+    /// `x-request-id`) and the framing, which may differ by path and
+    /// protocol (hyper gives an h2 `304` a `content-length: 0`), sorted.
+    pub(crate) fn comparable_fields(&self) -> Vec<(String, String)> {
+        const VARYING: [&str; 4] = [
+            "date",
+            "x-request-id",
+            "transfer-encoding",
+            "content-length",
+        ];
+        let mut fields: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !VARYING.contains(&name.as_str()))
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
+            .collect();
+        fields.sort();
+        fields
+    }
+
     /// A response header as text (all values joined by ", ").
     pub(crate) fn header(&self, name: &str) -> Option<String> {
         let values: Vec<&str> = self
