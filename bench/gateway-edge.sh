@@ -19,6 +19,12 @@
 #             bench/gateway.sh. Requests/s = handshakes/s.
 #   tlska-*   HTTPS keep-alive: requests/s over established TLS connections
 #             (stampede serves TLS on its hyper path, not the fast path).
+#   page-*    GET /page/product through a response cache with a 1 s TTL
+#             (a product page under a crowd), keep-alive: stampede's
+#             `response_cache`, nginx's `proxy_cache` (with
+#             `proxy_cache_lock`, its files on the page cache) and
+#             HAProxy's `cache`; nearly every request is a hit, and the
+#             backends see about one request per second.
 # TLS targets are stampede, nginx and HAProxy, all with the same
 # self-signed ECDSA P-256 certificate made at run time, all proxying (not
 # answering themselves), because terminating TLS in front of an app is
@@ -37,6 +43,7 @@
 #   ROUNDS [3]          rounds; each round runs every target once
 #   WARMUP [2]          seconds of wrk warm-up before every measured run
 #   TARGETS [all of: s1k-stampede s1k-nginx s64k-stampede s64k-nginx
+#            page-stampede page-nginx page-haproxy
 #            tlska-stampede tlska-nginx tlska-haproxy
 #            tls-stampede tls-nginx tls-haproxy]  order within a round
 #   STAMPEDE_BIN        use this binary instead of building
@@ -54,7 +61,7 @@ export LC_ALL=C
 
 # Keep-alive runs before the Connection: close ones, so the TIME_WAIT
 # sockets the latter leave behind cannot weigh on the former in a round.
-TARGETS=${TARGETS:-"s1k-stampede s1k-nginx s64k-stampede s64k-nginx tlska-stampede tlska-nginx tlska-haproxy tls-stampede tls-nginx tls-haproxy"}
+TARGETS=${TARGETS:-"s1k-stampede s1k-nginx s64k-stampede s64k-nginx page-stampede page-nginx page-haproxy tlska-stampede tlska-nginx tlska-haproxy tls-stampede tls-nginx tls-haproxy"}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # shellcheck source=lib/balancer.sh
@@ -134,6 +141,11 @@ path_prefix = "/static"
 static_dir = "$TMP/www/static"
 
 [[routes]]
+path_prefix = "/page"
+pool = "backends"
+response_cache = { ttl = "1s" }
+
+[[routes]]
 path_prefix = "/"
 pool = "backends"
 EOF
@@ -169,6 +181,7 @@ http {
     types { text/css css; text/plain txt; }
     default_type application/octet-stream;
     ssl_protocols TLSv1.3;
+    proxy_cache_path $d/cache levels=1:2 keys_zone=pages:10m max_size=64m inactive=10s;
     upstream backends {
 $(upstream_servers)
         keepalive 64;
@@ -193,6 +206,15 @@ $(upstream_servers)
             proxy_pass http://backends;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }
+        location /page/ {
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache pages;
+            proxy_cache_valid 200 1s;
+            proxy_cache_lock on;
+            add_header X-Cache-Status \$upstream_cache_status;
         }
     }
 }
@@ -232,6 +254,10 @@ defaults
     timeout server 60s
     timeout http-keep-alive 300s
 
+cache pages
+    total-max-size 16
+    max-age 1
+
 frontend fe
     bind 127.0.0.1:$HAPROXY_PORT
     bind 127.0.0.1:$HAPROXY_TLS_PORT ssl crt $COMBINED ssl-min-ver TLSv1.3
@@ -239,6 +265,8 @@ frontend fe
 
 backend be
     balance roundrobin
+    http-request cache-use pages if { path_beg /page/ }
+    http-response cache-store pages
 $srv
 EOF
   haproxy -c -q -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 ||
@@ -262,6 +290,7 @@ url_of() {
   case $scenario in
   s1k) echo "http://127.0.0.1:$plain/static/$SMALL_FILE" ;;
   s64k) echo "http://127.0.0.1:$plain/static/$BIG_FILE" ;;
+  page) echo "http://127.0.0.1:$plain/page/product" ;;
   tls | tlska) echo "https://127.0.0.1:$tls/" ;;
   *) die "unknown scenario in target $1" ;;
   esac
@@ -303,6 +332,17 @@ check_target() {
     ! grep -qi '^content-encoding:' "$hdrs" || die "$target compressed $file: $(grep -i '^content-encoding:' "$hdrs")"
     log "check $target: 200, $(stat -c %s "$TMP/check.body") bytes identical to $file, no Content-Encoding; $(grep -i '^cache-control:' "$hdrs" | tr -d '\r')"
     ;;
+  page)
+    grep -q '^hello from ' "$TMP/check.body" || die "$target answered 200 but not a backend body"
+    # Asked again at once, the page must come from the cache (HAProxy's
+    # cache says nothing about it in its answers; its runs show it in
+    # the backends' CPU).
+    if [[ ${target#*-} != haproxy ]]; then
+      curl -s -o /dev/null -D "$hdrs" --max-time 2 "$url" || true
+      grep -qi '^x-cache-status: HIT' "$hdrs" || die "$target: a second request was not a cache hit"
+    fi
+    log "check $target: 200 from a backend, then from the cache"
+    ;;
   *)
     grep -q '^hello from ' "$TMP/check.body" || die "$target answered 200 but not a backend body"
     local port=${url#https://127.0.0.1:} tlsinfo
@@ -328,6 +368,7 @@ report() {
     BEGIN {
       name["s1k"] = "static 1 KiB (keep-alive)"; name["s64k"] = "static 64 KiB (keep-alive)"
       name["tlska"] = "HTTPS keep-alive, proxied"; name["tls"] = "TLS handshake per request, proxied"
+      name["page"] = "page through a 1 s response cache (keep-alive)"
     }
     {
       sc = $1; sub(/-.*/, "", sc); sv = $1; sub(/^[^-]*-/, "", sv)
@@ -343,7 +384,7 @@ report() {
   awk -F'\t' '
     { rps[$1] = $2; cpu[$1] = $5 }
     END {
-      n = split("s1k s64k tlska tls", sc, " ")
+      n = split("s1k s64k page tlska tls", sc, " ")
       for (i = 1; i <= n; i++) {
         s = sc[i] "-stampede"; g = sc[i] "-nginx"; h = sc[i] "-haproxy"
         if (!(s in rps) || !(g in rps)) continue
@@ -440,7 +481,7 @@ main() {
   handshakes=$(awk '/^stampede_gateway_tls_handshakes_total/ {printf "%s%s", (n++ ? " " : ""), $0}' "$TMP/stampede-metrics.txt")
   [[ -z $handshakes ]] || log "stampede /metrics TLS handshakes (whole run incl. warm-ups): $handshakes"
 
-  publish gateway-edge "Gateway edge benchmark: static files and TLS" \
+  publish gateway-edge "Gateway edge benchmark: static files, a response cache and TLS" \
     "DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS WARMUP=$WARMUP" \
     "round, target, req/s, p50 ms, p99 ms, CPU s/10k, RSS MiB, requests, non-2xx, socket errors, server CPU s, backend CPU s, wrk CPU s, other CPU s, load1, quiet"
 }
