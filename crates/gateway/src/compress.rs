@@ -106,18 +106,11 @@ struct Proxied {
 impl Predicate for Proxied {
     fn should_compress<B: Body>(&self, response: &Response<B>) -> bool {
         let headers = response.headers();
-        let status = response.status();
-        let length = headers
-            .field("content-length")
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
         !matches!(
-            status,
+            response.status(),
             StatusCode::PARTIAL_CONTENT | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-        ) && headers
-            .field("content-type")
-            .is_some_and(coding::compressible_type)
-            && !headers.has_token("cache-control", "no-transform")
-            && length.is_none_or(|n| n >= self.min_bytes)
+        ) && !headers.has_token("cache-control", "no-transform")
+            && coding::worth_compressing(headers, self.min_bytes)
     }
 }
 

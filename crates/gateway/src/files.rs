@@ -396,15 +396,8 @@ struct Compressible {
 
 impl Predicate for Compressible {
     fn should_compress<B: Body>(&self, response: &Response<B>) -> bool {
-        let headers = response.headers();
-        let length = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         response.status() == StatusCode::OK
-            && headers
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|t| coding::compressible_type(t.as_bytes()))
-            && length.is_none_or(|n| n >= self.min_bytes)
+            && coding::worth_compressing(response.headers(), self.min_bytes)
     }
 }
 

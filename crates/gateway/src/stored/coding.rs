@@ -113,6 +113,16 @@ pub(crate) fn compressible_type(content_type: &[u8]) -> bool {
         || essence.ends_with(b"+xml")
 }
 
+/// Whether an answer with `fields` is worth compressing: a compressible
+/// type, at least `min_bytes` long when its length is known.
+pub(crate) fn worth_compressing(fields: &(impl Fields + ?Sized), min_bytes: u64) -> bool {
+    let length = fields
+        .field("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+    fields.field("content-type").is_some_and(compressible_type)
+        && length.is_none_or(|n| n >= min_bytes)
+}
+
 /// `body` compressed with `algorithm`. CPU-bound: a large body belongs off
 /// the event loop.
 pub(crate) fn compress(algorithm: Algorithm, body: &[u8]) -> std::io::Result<Vec<u8>> {
