@@ -265,8 +265,13 @@ frontend fe
 
 backend be
     balance roundrobin
-    http-request cache-use pages if { path_beg /page/ }
-    http-response cache-store pages
+    # HAProxy's cache keeps only answers that say how long they are fresh;
+    # the backends say nothing, so /page/ answers are given the TTL the
+    # other two are configured with. Nothing else is cached.
+    http-request set-var(txn.page) bool(true) if { path_beg /page/ }
+    http-request cache-use pages if { var(txn.page) -m bool }
+    http-response set-header Cache-Control "public, max-age=1" if { var(txn.page) -m bool }
+    http-response cache-store pages if { var(txn.page) -m bool }
 $srv
 EOF
   haproxy -c -q -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 ||
@@ -334,13 +339,10 @@ check_target() {
     ;;
   page)
     grep -q '^hello from ' "$TMP/check.body" || die "$target answered 200 but not a backend body"
-    # Asked again at once, the page must come from the cache (HAProxy's
-    # cache says nothing about it in its answers; its runs show it in
-    # the backends' CPU).
-    if [[ ${target#*-} != haproxy ]]; then
-      curl -s -o /dev/null -D "$hdrs" --max-time 2 "$url" || true
-      grep -qi '^x-cache-status: HIT' "$hdrs" || die "$target: a second request was not a cache hit"
-    fi
+    # Asked again at once, the page must come from the cache: stampede
+    # and nginx say so in X-Cache-Status, HAProxy by an Age on its hits.
+    curl -s -o /dev/null -D "$hdrs" --max-time 2 "$url" || true
+    grep -qiE '^(x-cache-status: HIT|age: )' "$hdrs" || die "$target: a second request was not a cache hit"
     log "check $target: 200 from a backend, then from the cache"
     ;;
   *)
