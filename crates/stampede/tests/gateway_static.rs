@@ -29,7 +29,9 @@ const SIBLING: &str = "// the precompressed sibling\n";
 fn gzip(text: &str) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    encoder.write_all(text.as_bytes()).expect("gzip into memory");
+    encoder
+        .write_all(text.as_bytes())
+        .expect("gzip into memory");
     encoder.finish().expect("gzip into memory")
 }
 
