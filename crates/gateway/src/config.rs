@@ -221,7 +221,13 @@ pub struct PoolConfig {
     #[serde(default = "defaults::strategy", deserialize_with = "de::strategy")]
     pub strategy: StrategyKind,
     /// The backends, as `"host:port"` or `{ address = "host:port", weight = 2 }`.
+    /// May be empty when `discover` finds them.
+    #[serde(default)]
     pub backends: Vec<BackendConfig>,
+    /// More backends, found by resolving a name again and again (see the
+    /// gateway's `discover` module); none when absent.
+    #[serde(default)]
+    pub discover: Option<DiscoverConfig>,
     /// What hashing strategies hash.
     #[serde(default, deserialize_with = "de::hash_on")]
     pub hash_on: HashOn,
@@ -264,6 +270,23 @@ pub struct PoolConfig {
     /// exchange is answered at once.
     #[serde(default)]
     pub retries: Option<RetryConfig>,
+}
+
+/// `[pools.NAME.discover]`: a name whose addresses are the pool's backends
+/// beside the static ones, such as a Kubernetes headless Service's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverConfig {
+    /// `host:port`: every address `host` resolves to, at `port`. Not
+    /// resolved at validation: a name with no address yet (no pod ready)
+    /// is a running cluster's normal state, not a mistake in the file.
+    pub dns: String,
+    /// Time between two resolutions.
+    #[serde(
+        default = "defaults::discover_interval",
+        deserialize_with = "de::duration"
+    )]
+    pub interval: Duration,
 }
 
 /// The most retries per request a pool may configure.
@@ -566,6 +589,9 @@ mod defaults {
     pub(super) fn sticky_cookie() -> String {
         "stampede_backend".to_owned()
     }
+    pub(super) fn discover_interval() -> Duration {
+        Duration::from_secs(5)
+    }
     pub(super) fn check_interval() -> Duration {
         Duration::from_secs(2)
     }
@@ -705,11 +731,16 @@ impl Config {
     /// read here). Returns the offending key and the problem.
     fn validate(mut self) -> Result<Self, (String, String)> {
         for (name, pool) in &self.pools {
-            if pool.backends.is_empty() {
+            if pool.backends.is_empty() && pool.discover.is_none() {
                 return Err((
                     format!("pools.{name}.backends"),
-                    "the pool has no backends; list at least one \"host:port\"".into(),
+                    "the pool has no backends; list at least one \"host:port\", or find them with `discover`".into(),
                 ));
+            }
+            if let Some(discover) = &pool.discover {
+                discover
+                    .validate()
+                    .map_err(|(key, problem)| (format!("pools.{name}.discover.{key}"), problem))?;
             }
             if !(0.0..=1.0).contains(&pool.panic_threshold) {
                 return Err((
@@ -717,7 +748,8 @@ impl Config {
                     format!("must be between 0 and 1, not {}", pool.panic_threshold),
                 ));
             }
-            if pool.backends.iter().all(|b| b.backup) {
+            // Discovered backends are primaries.
+            if pool.discover.is_none() && pool.backends.iter().all(|b| b.backup) {
                 return Err((
                     format!("pools.{name}.backends"),
                     "every backend is a backup; at least one must not be".into(),
@@ -1080,6 +1112,31 @@ impl RetryConfig {
             return Err((
                 "budget_ratio".into(),
                 format!("must be between 0 and 1, not {}", self.budget_ratio),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl DiscoverConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let port = self.dns.rsplit_once(':').and_then(|(host, port)| {
+            let port = port.parse::<u16>().ok().filter(|&p| p != 0)?;
+            (!host.is_empty()).then_some(port)
+        });
+        if port.is_none() {
+            return Err((
+                "dns".into(),
+                format!(
+                    "`{}`: expected HOST:PORT, like shop-headless.default.svc.cluster.local:8080",
+                    self.dns
+                ),
+            ));
+        }
+        if self.interval < Duration::from_secs(1) {
+            return Err((
+                "interval".into(),
+                "must be at least 1s (each resolution asks the DNS server)".into(),
             ));
         }
         Ok(())

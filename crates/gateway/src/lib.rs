@@ -32,6 +32,8 @@
 //!   however many clients ask; and the header rules of caching.
 //! - `compress`: compressing a pool route's answers as they stream.
 //! - `admission`: what a route lets through when a crowd arrives.
+//! - `discover`: a pool's backends found by resolving a name, such as a
+//!   Kubernetes headless Service's, again and again.
 //! - `pool`: a pool's backends and strategy (the strategies themselves live
 //!   in the `stampede-balance` crate).
 //! - `forwarded`: client address, `X-Forwarded-*`/`Forwarded`, hop-by-hop headers.
@@ -52,6 +54,7 @@ mod cache;
 mod compress;
 pub mod config;
 mod connection;
+mod discover;
 mod dns;
 mod ejection;
 mod error;
@@ -83,6 +86,9 @@ pub use server::{Gateway, ReloadError, StartError};
 #[derive(Debug)]
 pub(crate) struct Shared {
     config: Config,
+    /// The addresses `discover` found, which the pools hold beside the
+    /// file's backends.
+    discovered: discover::Discovered,
     router: route::Router,
     pools: Vec<Arc<pool::Pool>>,
     trusted: forwarded::TrustedProxies,
@@ -93,10 +99,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The state `config` describes; on a reload, `previous` is the state it
-    /// replaces, whose backends and routes that stay keep theirs. Fails only
-    /// when no random key can be drawn for a waiting room.
-    fn new(config: Config, previous: Option<&Shared>) -> Result<Self, getrandom::Error> {
+    /// The state `config` describes, with the `discovered` backends; on a
+    /// reload (or a discovery), `previous` is the state it replaces, whose
+    /// backends and routes that stay keep theirs. Fails only when no random
+    /// key can be drawn for a waiting room.
+    fn new(
+        config: Config,
+        discovered: discover::Discovered,
+        previous: Option<&Shared>,
+    ) -> Result<Self, getrandom::Error> {
         // Handles are resolved against the recorder, so it must exist first.
         // Without an admin listener nobody could read the metrics, and
         // nobody would drain their histograms: record nothing.
@@ -109,7 +120,8 @@ impl Shared {
             .enumerate()
             .map(|(i, (name, pool))| {
                 let old = previous.and_then(|p| p.pools.iter().find(|p| *p.name == **name));
-                let pool = pool::Pool::new(i, name, pool, old.map(|p| &**p));
+                let pool =
+                    pool::Pool::new(i, name, &discovered.pool(name, pool), old.map(|p| &**p));
                 (name.clone(), Arc::new(pool))
             })
             .collect();
@@ -142,6 +154,7 @@ impl Shared {
             trusted: forwarded::TrustedProxies::new(config.trusted_proxies.clone()),
             tls: config.tls.as_ref().map(tls::Tls::new),
             config,
+            discovered,
         })
     }
 

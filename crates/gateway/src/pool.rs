@@ -386,6 +386,8 @@ fn ip_bytes(ip: IpAddr) -> [u8; 16] {
 mod tests {
     use std::net::Ipv4Addr;
 
+    use stampede_balance::StrategyKind;
+
     use super::*;
     use crate::config::Config;
 
@@ -406,6 +408,20 @@ mod tests {
         pool.choose(IpAddr::V4(Ipv4Addr::LOCALHOST), "/", headers)
             .expect("a backend")
             .index
+    }
+
+    #[test]
+    fn a_discovering_pool_with_nothing_found_yet_chooses_nothing() {
+        for (name, _) in StrategyKind::ALL {
+            let pool = pool_with(
+                &format!("strategy = \"{name}\"\ndiscover = {{ dns = \"shop:8080\" }}"),
+                "[]",
+            );
+            let headers: &[httparse::Header<'_>] = &[];
+            let choice = pool.choose(IpAddr::V4(Ipv4Addr::LOCALHOST), "/", headers);
+            assert!(choice.is_none(), "{name}");
+            assert!(pool.in_rotation().is_empty(), "{name}");
+        }
     }
 
     #[test]

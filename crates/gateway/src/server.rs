@@ -27,13 +27,18 @@
 //! With `[tls]`, each worker also accepts from the HTTPS listener's socket;
 //! its connections go through the TLS handshake first (see `tls`).
 //!
+//! Discovery (see `discover`) publishes the same way: a pool whose name
+//! resolves to new addresses is rebuilt as a reload would rebuild it. The
+//! two publish through one [`Publisher`], one at a time, so that neither
+//! builds on a state the other is replacing.
+//!
 //! Shutdown: stop accepting, tell every connection to finish its in-flight
 //! request and close (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`), wait up to
 //! the drain timeout, then close whatever is left.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -47,7 +52,7 @@ use tokio::task::JoinSet;
 use crate::Shared;
 use crate::config::{Config, Limits};
 use crate::proxy::Proxy;
-use crate::{admin, connection, dns, health, l4, redirect};
+use crate::{admin, connection, discover, dns, health, l4, redirect};
 
 /// How often a worker closes backend connections idle past their pool's
 /// `idle_timeout`.
@@ -106,8 +111,8 @@ pub struct Gateway {
     dns_addr: Option<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
     redirect_addrs: Vec<SocketAddr>,
-    /// The current shared state; a reload sends the next.
-    current: watch::Sender<Arc<Shared>>,
+    /// Publishes the next shared state, on a reload or a discovery.
+    publisher: Arc<Publisher>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -115,12 +120,35 @@ pub struct Gateway {
 /// The shared state as a reader follows it across reloads.
 pub(crate) type Current = watch::Receiver<Arc<Shared>>;
 
+/// Where the next shared state is published, by one publisher at a time.
+#[derive(Debug)]
+pub(crate) struct Publisher(Mutex<watch::Sender<Arc<Shared>>>);
+
+impl Publisher {
+    /// Publishes what `next` builds from the running state, if it builds
+    /// anything; no other publisher runs meanwhile.
+    pub(crate) fn update<E>(
+        &self,
+        next: impl FnOnce(&Shared) -> Option<Result<Shared, E>>,
+    ) -> Result<(), E> {
+        let current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let running = Arc::clone(&current.borrow());
+        if let Some(next) = next(&running) {
+            current.send_replace(Arc::new(next?));
+        }
+        Ok(())
+    }
+}
+
 impl Gateway {
     /// Binds every listener and starts the workers; returns once the gateway
     /// accepts connections.
     pub fn start(config: Config) -> Result<Self, StartError> {
-        let shared = Arc::new(Shared::new(config, None).map_err(StartError::Random)?);
+        let shared = Shared::new(config, discover::Discovered::default(), None)
+            .map_err(StartError::Random)?;
+        let shared = Arc::new(shared);
         let (current, follow) = watch::channel(Arc::clone(&shared));
+        let publisher = Arc::new(Publisher(Mutex::new(current)));
         let config = &shared.config;
         let sockets = Sockets::bind(config)?;
         let addr = sockets.http.local_addr().map_err(StartError::Runtime)?;
@@ -162,6 +190,12 @@ impl Gateway {
         threads.push(spawn_thread("stampede-health", move || {
             health::run(health_follow, stop)
         })?);
+        // Always started too: a reload may add a discovering pool.
+        let (discover_follow, stop) = (follow.clone(), watch_shutdown.clone());
+        let discover_publisher = Arc::clone(&publisher);
+        threads.push(spawn_thread("stampede-discover", move || {
+            discover::run(discover_follow, discover_publisher, stop)
+        })?);
         for (i, sockets) in listeners.into_iter().enumerate() {
             let (follow, stop) = (follow.clone(), watch_shutdown.clone());
             threads.push(spawn_thread(&format!("stampede-worker-{i}"), move || {
@@ -176,7 +210,7 @@ impl Gateway {
             dns_addr,
             tcp_addrs,
             redirect_addrs,
-            current,
+            publisher,
             shutdown,
             threads,
         })
@@ -187,11 +221,13 @@ impl Gateway {
     /// the running configuration untouched, when it changes the listeners
     /// or the worker count.
     pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
-        let previous = Arc::clone(&self.current.borrow());
-        needs_no_restart(&previous.config, &config)?;
-        let next = Shared::new(config, Some(&previous)).map_err(ReloadError::Random)?;
-        self.current.send_replace(Arc::new(next));
-        Ok(())
+        self.publisher.update(|running| {
+            if let Err(error) = needs_no_restart(&running.config, &config) {
+                return Some(Err(error));
+            }
+            let discovered = running.discovered.kept(&running.config, &config);
+            Some(Shared::new(config, discovered, Some(running)).map_err(ReloadError::Random))
+        })
     }
 
     /// The address clients connect to (with the real port when 0 was asked).

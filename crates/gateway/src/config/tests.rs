@@ -70,6 +70,34 @@ fn empty_pools_are_refused() {
 }
 
 #[test]
+fn a_discovering_pool_needs_no_static_backends_nor_a_name_that_resolves_yet() {
+    let toml = "routes = [{ pool = \"shop\" }]\n[pools.shop]\n\
+                discover = { dns = \"shop.invalid:8080\" }\n";
+    let config = Config::from_toml(toml, "test.toml").expect("valid");
+    let discover = config.pools["shop"].discover.as_ref().expect("discover");
+    assert_eq!(discover.dns, "shop.invalid:8080");
+    assert_eq!(discover.interval, std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_discover_name_needs_a_port_and_a_sane_interval() {
+    let pool = |discover: &str| {
+        error(&format!(
+            "routes = [{{ pool = \"shop\" }}]\n[pools.shop]\ndiscover = {{ {discover} }}\n"
+        ))
+    };
+    for dns in ["shop", "shop:", ":8080", "shop:0", "shop:http"] {
+        let e = pool(&format!("dns = \"{dns}\""));
+        assert!(
+            e.contains("pools.shop.discover.dns") && e.contains("HOST:PORT"),
+            "{dns}: {e}"
+        );
+    }
+    let e = pool("dns = \"shop:8080\", interval = \"100ms\"");
+    assert!(e.contains("pools.shop.discover.interval"), "{e}");
+}
+
+#[test]
 fn routes_must_name_a_pool_that_exists() {
     let e = error(&GOOD.replace("pool = \"web\"", "pool = \"api\""));
     assert!(e.contains("routes[0].pool") && e.contains("`api`"), "{e}");
