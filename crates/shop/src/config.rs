@@ -36,6 +36,13 @@ pub struct Config {
     /// This node's name in logs.
     #[serde(default = "defaults::node_name")]
     pub node_name: String,
+    /// Where `/metrics` and `/healthz` are served, apart from the API
+    /// (none: no metrics are kept).
+    #[serde(default, deserialize_with = "de::opt_socket_addr")]
+    pub admin_listen: Option<SocketAddr>,
+    /// A request slower than this is logged at WARN rather than INFO.
+    #[serde(default = "defaults::slow_request", deserialize_with = "de::duration")]
+    pub slow_request: Duration,
     /// The bearer token of the admin calls (or `STAMPEDE_ADMIN_TOKEN`).
     #[serde(default)]
     pub admin_token: String,
@@ -175,6 +182,9 @@ mod defaults {
     pub(super) fn drain_timeout() -> Duration {
         Duration::from_secs(10)
     }
+    pub(super) fn slow_request() -> Duration {
+        Duration::from_millis(500)
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -252,6 +262,10 @@ pub struct Flags {
     pub node_name: Option<String>,
     /// `--redis-url`.
     pub redis_url: Option<String>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<String>,
+    /// `--slow-request`.
+    pub slow_request: Option<Duration>,
 }
 
 impl Config {
@@ -291,6 +305,14 @@ impl Config {
         }
         if let Some(url) = &flags.redis_url {
             self.redis_url = Some(url.clone());
+        }
+        if let Some(admin) = &flags.admin_listen {
+            let addr = de::parse_addr(admin)
+                .map_err(|problem| ConfigError::invalid("flags", "--admin-listen", problem))?;
+            self.admin_listen = Some(addr);
+        }
+        if let Some(slow) = flags.slow_request {
+            self.slow_request = slow;
         }
         Ok(())
     }

@@ -17,6 +17,8 @@
 //! - [`passwords`]: argon2id hashing off the async threads.
 //! - [`jobs`]: the shop's background jobs (payment, confirmation, expiry),
 //!   run by `stampede worker`.
+//! - [`telemetry`]: the metrics and the admin listener that serves them;
+//!   the request log is `api`'s `observe` middleware.
 //! - The reservation path itself is the `stampede-inventory` crate.
 
 use std::future::Future;
@@ -36,6 +38,7 @@ pub mod config;
 pub mod jobs;
 pub mod passwords;
 mod session_lookups;
+pub mod telemetry;
 
 pub use config::{Config, Flags};
 
@@ -109,11 +112,18 @@ const STORE_WAIT: Duration = Duration::from_secs(30);
 pub struct Shop {
     app: Arc<App>,
     listener: TcpListener,
+    /// With `admin_listen`: where `/metrics` is served.
+    admin: Option<TcpListener>,
 }
 
 impl Shop {
     /// Opens and migrates the store, and binds the listener.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
+        // Before anything makes a metric handle: one made earlier would
+        // belong to no recorder.
+        if config.admin_listen.is_some() {
+            telemetry::install();
+        }
         let options = db_options(&config);
         let db = Db::connect_lazy(&config.database_url, &options)?;
         migrate_when_reachable(&db).await?;
@@ -130,13 +140,11 @@ impl Shop {
             hold: config.orders.hold,
         };
         let queues = GroupCommit::new(db.clone(), settings, api::model::order_json);
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind(config.listen).await?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let redis = match &config.redis_url {
             Some(url) => Some(Redis::connect(url, Timeouts::default())?),
             None => None,
@@ -158,12 +166,18 @@ impl Shop {
         Ok(Self {
             app: Arc::new(app),
             listener,
+            admin,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The admin listener's address, with `admin_listen`.
+    pub fn admin_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.admin.as_ref().map(TcpListener::local_addr)
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests
@@ -174,6 +188,9 @@ impl Shop {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let housekeeping = tokio::spawn(housekeeping(self.app.clone()));
+        let admin = self
+            .admin
+            .map(|listener| telemetry::serve(listener, self.app.clone()));
         let drain = self.app.config.drain_timeout;
         let router = api::router(self.app.clone());
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -194,9 +211,18 @@ impl Shop {
             }
         };
         housekeeping.abort();
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         self.app.replicas.close().await;
         result
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 fn db_options(config: &Config) -> DbOptions {

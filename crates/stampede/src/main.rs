@@ -30,8 +30,22 @@ struct Cli {
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
     log: String,
 
+    /// Log lines for people (`pretty`) or for a log pipeline (`json`: one
+    /// object a line, with the fields and spans of each event).
+    #[arg(long, global = true, env = "STAMPEDE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     role: Role,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// One line of text per event.
+    Pretty,
+    /// One JSON object per event.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,7 +71,7 @@ enum Role {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    init_logging(&cli.log, cli.log_format);
     match cli.role {
         Role::Gateway(args) => gateway::run(args),
         Role::Shop(args) => shop::run(args),
@@ -69,7 +83,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     // hickory-server logs every DNS query at info: an access log, which the
     // HTTP path does not keep either. Quiet unless the filter asks for it.
     let filter = match filter.contains("hickory") {
@@ -78,8 +92,11 @@ fn init_logging(filter: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => subscriber.init(),
+        LogFormat::Json => subscriber.json().init(),
+    }
 }

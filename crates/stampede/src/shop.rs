@@ -40,6 +40,14 @@ pub(crate) struct Args {
     /// database.
     #[arg(long)]
     redis_url: Option<String>,
+
+    /// Address of the admin listener serving /metrics and /healthz.
+    #[arg(long)]
+    admin_listen: Option<String>,
+
+    /// Log requests slower than this at WARN (e.g. `500ms`) [default: 500ms].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    slow_request: Option<std::time::Duration>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +63,8 @@ pub(crate) fn run(args: Args) -> ExitCode {
         database_url: args.database_url,
         node_name: args.node_name,
         redis_url: args.redis_url,
+        admin_listen: args.admin_listen,
+        slow_request: args.slow_request,
     };
     let token = std::env::var(ADMIN_TOKEN_ENV).ok();
     let config = match Config::load(args.config.as_deref(), &flags, token) {
@@ -79,6 +89,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "stampede shop listening on http://{} ({name})",
         shop.local_addr()?
     );
+    if let Some(admin) = shop.admin_addr() {
+        println!("admin (metrics) on http://{}/metrics", admin?);
+    }
     shop.serve(async move {
         signals.recv().await;
         tracing::info!("Shutting down: draining in-flight requests.");

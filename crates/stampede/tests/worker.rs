@@ -123,7 +123,7 @@ async fn payments_settle_once_and_confirmations_follow() {
             .get("/metrics")
             .await
             .text();
-        text.contains(r#"stampede_jobs{queue="payments""#)
+        text.contains(r#"stampede_worker_queue_jobs{queue="payments""#)
             .then_some(text)
     })
     .await;
@@ -132,7 +132,7 @@ async fn payments_settle_once_and_confirmations_follow() {
         r#"stampede_worker_jobs_total{kind="confirm",outcome="completed"} 2"#,
         r#"stampede_worker_job_seconds_bucket{kind="payment""#,
         r#"stampede_worker_job_attempt_count{kind="payment"} 3"#,
-        r#"stampede_jobs{queue="payments",state="#,
+        r#"stampede_worker_queue_jobs{queue="payments",state="#,
     ] {
         assert!(metrics.contains(wanted), "no `{wanted}` in:\n{metrics}");
     }

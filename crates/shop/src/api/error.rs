@@ -68,6 +68,11 @@ pub(crate) enum ApiError {
 }
 
 impl ApiError {
+    /// The contract's error code, such as `sold_out`.
+    pub(crate) fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         match self {

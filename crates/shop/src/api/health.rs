@@ -1,6 +1,7 @@
 //! `/healthz` (the process serves) and `/readyz` (it can reach its stores:
 //! the database, and Redis when sessions live there). Neither touches a
-//! table, so probes never compete with a sale.
+//! table, so probes never compete with a sale. Readiness is also what
+//! `stampede_shop_store_up` reports.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::json;
-use crate::App;
+use crate::{App, telemetry};
 
 /// `GET /healthz`.
 pub(crate) async fn healthz() -> Response {
@@ -20,14 +21,7 @@ pub(crate) async fn healthz() -> Response {
 
 /// `GET /readyz`.
 pub(crate) async fn readyz(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
-    let redis = async {
-        match &app.redis {
-            Some(redis) => redis.ping().await.is_ok(),
-            None => true,
-        }
-    };
-    let (db, redis) = tokio::join!(app.db.is_reachable(), redis);
-    if db && redis {
+    if telemetry::stores_up(&app).await {
         Ok(json::response(
             StatusCode::OK,
             &json!({ "status": "ready" }),

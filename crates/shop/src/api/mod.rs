@@ -21,6 +21,7 @@ mod error;
 mod health;
 mod json;
 pub(crate) mod model;
+mod observe;
 mod orders;
 mod pinning;
 mod products;
@@ -30,6 +31,7 @@ pub(crate) use error::ApiError;
 
 /// Every route of the contract.
 pub(crate) fn router(app: Arc<App>) -> Router {
+    let observer = observe::Observer::new(&app.config.node_name, app.config.slow_request);
     let mut orders = Router::new()
         .route("/api/v1/orders", post(orders::create).get(orders::list))
         .route("/api/v1/orders/{id}", get(orders::get))
@@ -56,4 +58,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(app)
+        // Last, so that it sees every route's matched pattern, and the
+        // fallbacks' requests too.
+        .layer(from_fn_with_state(Arc::new(observer), observe::observe))
 }

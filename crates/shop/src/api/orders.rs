@@ -20,7 +20,7 @@ use super::json::{self, Json};
 use super::model::OrderBody;
 use super::pinning::{self, Pinned};
 use super::session::CurrentUser;
-use crate::App;
+use crate::{App, telemetry};
 
 /// Largest quantity one order may ask for.
 const MAX_QUANTITY: i64 = 1_000_000;
@@ -33,16 +33,31 @@ pub(crate) struct NewOrder {
     quantity: i64,
 }
 
-/// `POST /api/v1/orders`. Refusals apply in the contract's order: `401`
-/// (the session extractor), `400`, `404`, `403`, `409 sold_out`,
-/// `409 limit_exceeded`; a known idempotency key is answered before any of
-/// the last four.
+/// `POST /api/v1/orders`, counted by outcome in `stampede_shop_orders_total`.
 pub(crate) async fn create(
     State(app): State<Arc<App>>,
     CurrentUser(username): CurrentUser,
     headers: HeaderMap,
     Json(order, ..): Json<NewOrder>,
 ) -> Result<Response, ApiError> {
+    let placed = place(&app, username, &headers, order).await;
+    telemetry::order(match &placed {
+        Ok((outcome, _)) => outcome,
+        Err(error) => error.code(),
+    });
+    placed.map(|(_, response)| response)
+}
+
+/// Places an order and names the outcome: `reserved` or `replayed`.
+/// Refusals apply in the contract's order: `401` (the session extractor,
+/// before this), `400`, `404`, `403`, `409 sold_out`, `409 limit_exceeded`;
+/// a known idempotency key is answered before any of the last four.
+async fn place(
+    app: &App,
+    username: String,
+    headers: &HeaderMap,
+    order: NewOrder,
+) -> Result<(&'static str, Response), ApiError> {
     if order.sku.is_empty() {
         return Err(ApiError::Invalid("sku must not be empty".into()));
     }
@@ -51,7 +66,7 @@ pub(crate) async fn create(
             "quantity must be 1 to {MAX_QUANTITY}"
         )));
     }
-    let idempotency = idempotency(&headers, &order)?;
+    let idempotency = idempotency(headers, &order)?;
     if let Some(i) = &idempotency
         && let Some(stored) = orders::remembered(&app.db, &username, &i.key).await?
     {
@@ -86,10 +101,10 @@ pub(crate) async fn create(
     if let Some(stock_left) = reply.stock_left
         && app.catalog.saw_stock(&order.sku, stock_left).await
     {
-        announce_sold_out(&app, &order.sku);
+        announce_sold_out(app, &order.sku);
     }
     match reply.outcome {
-        Outcome::Reserved { body, .. } => Ok(json::raw(StatusCode::CREATED, body)),
+        Outcome::Reserved { body, .. } => Ok(("reserved", json::raw(StatusCode::CREATED, body))),
         Outcome::Replayed(body) => replay_or_mismatch(true, body),
         Outcome::Mismatch => replay_or_mismatch(false, String::new()),
         Outcome::Refused(refusal) => Err(match refusal {
@@ -101,9 +116,12 @@ pub(crate) async fn create(
     }
 }
 
-fn replay_or_mismatch(same_request: bool, body: String) -> Result<Response, ApiError> {
+fn replay_or_mismatch(
+    same_request: bool,
+    body: String,
+) -> Result<(&'static str, Response), ApiError> {
     if same_request {
-        Ok(json::raw(StatusCode::CREATED, body))
+        Ok(("replayed", json::raw(StatusCode::CREATED, body)))
     } else {
         Err(ApiError::IdempotencyMismatch)
     }
@@ -187,10 +205,13 @@ pub(crate) async fn pay(
     }
     tx.commit().await.map_err(StoreError::from)?;
     match transition {
-        Transition::Done(_) => Ok(json::response(
-            StatusCode::ACCEPTED,
-            &json!({ "status": "paying" }),
-        )),
+        Transition::Done(_) => {
+            telemetry::order("paying");
+            Ok(json::response(
+                StatusCode::ACCEPTED,
+                &json!({ "status": "paying" }),
+            ))
+        }
         Transition::NotFound => Err(not_found(&order_id)),
         Transition::Refused(order) => Err(ApiError::NotPayable(match order.status {
             OrderStatus::Reserved => "the reservation has expired".to_owned(),
@@ -206,7 +227,10 @@ pub(crate) async fn cancel(
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
     match orders::cancel(&app.db, &order_id, &username).await? {
-        Transition::Done(order) => Ok(json::response(StatusCode::OK, &OrderBody::from(&order))),
+        Transition::Done(order) => {
+            telemetry::order("cancelled");
+            Ok(json::response(StatusCode::OK, &OrderBody::from(&order)))
+        }
         Transition::NotFound => Err(not_found(&order_id)),
         Transition::Refused(order) => Err(ApiError::NotCancellable(format!(
             "the order is {}; only a reserved order can be cancelled",

@@ -21,8 +21,16 @@
 //! fails, this node says so once, loads from the store for the next second
 //! without asking Redis, and then tries it again. The values served are as
 //! fresh as ever; only the store sees more reads.
+//!
+//! # Counted
+//!
+//! Each lookup counts a hit or a miss of memory (a request that waited on
+//! another's load counts as a hit: it cost the store nothing), and each
+//! read of Redis a hit or a miss of the shared level, in
+//! `stampede_shop_cache_requests_total`.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +39,8 @@ use moka::future::Cache;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stampede_redis::{Redis, cache};
+
+use crate::telemetry::CacheCounters;
 
 /// How long the shared level is left alone after it failed.
 const REST_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -107,6 +117,7 @@ pub(crate) struct TwoLevel<V> {
     /// Prefixes this cache's keys in Redis, so several caches share it.
     namespace: &'static str,
     freshness: Duration,
+    counters: CacheCounters,
 }
 
 impl<V> TwoLevel<V>
@@ -132,6 +143,7 @@ where
             }),
             namespace,
             freshness,
+            counters: CacheCounters::new(),
         }
     }
 
@@ -143,7 +155,9 @@ where
         E: Send + Sync + 'static,
         L: Future<Output = Result<(V, Duration), E>>,
     {
+        let missed = AtomicBool::new(false);
         let lookup = async {
+            missed.store(true, Ordering::Relaxed);
             let asked = Instant::now();
             if let Some(hit) = self.read_shared(key).await {
                 return Ok(hit);
@@ -157,8 +171,9 @@ where
             self.write_shared(key, &fresh).await;
             Ok(fresh)
         };
-        let fresh = self.memory.try_get_with_by_ref(key, lookup).await?;
-        Ok(fresh.value)
+        let fresh = self.memory.try_get_with_by_ref(key, lookup).await;
+        self.counters.memory(!missed.load(Ordering::Relaxed));
+        Ok(fresh?.value)
     }
 
     /// The value under `key` if this node's memory holds it.
@@ -199,14 +214,20 @@ where
     async fn read_shared(&self, key: &str) -> Option<Fresh<V>> {
         let shared = self.shared.as_ref().filter(|s| s.available())?;
         let (text, fresh_for) = match cache::get(&shared.redis, &self.name(key)).await {
-            Ok(found) => found?,
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                self.counters.shared(false);
+                return None;
+            }
             Err(error) => {
                 shared.failed(&error);
                 return None;
             }
         };
         // Unreadable JSON (another version's shape) is a miss, not an error.
-        let value = serde_json::from_str(&text).ok()?;
+        let value = serde_json::from_str(&text).ok();
+        self.counters.shared(value.is_some());
+        let value = value?;
         Some(Fresh {
             value: Arc::new(value),
             until: Instant::now() + fresh_for,

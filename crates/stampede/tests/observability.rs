@@ -1,0 +1,254 @@
+//! The check of the observability kit: every metric that
+//! `deploy/grafana/stampede.json` and `deploy/prometheus/alerts.yml` use is
+//! exported by a running node, so that a renamed metric breaks this test
+//! rather than a dashboard panel or an alert nobody sees fire; and a shop
+//! started with `--log-format json` logs one JSON line per request with
+//! the id the request came with.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stampede_testkit::TestDb;
+use support::shop::{Api, PASSWORD, ShopNode, WorkerProcess};
+use support::{GatewayToml, stampede, toml_addrs};
+
+/// The folder of the deploy files, from this crate's.
+fn deploy(path: &str) -> String {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(path);
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// The metric names in a PromQL expression: identifiers starting with
+/// `stampede_` (label names and values never do).
+fn metric_names(expr: &str) -> impl Iterator<Item = &str> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("stampede_"))
+}
+
+/// Every `expr` of the dashboard's panels.
+fn dashboard_exprs(dashboard: &Value, out: &mut Vec<String>) {
+    match dashboard {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("expr", Value::String(expr)) => out.push(expr.clone()),
+                    _ => dashboard_exprs(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| dashboard_exprs(item, out)),
+        _ => {}
+    }
+}
+
+/// Every `expr:` of the alert rules: the value on its line, or the block
+/// (`|`) indented under it.
+fn alert_exprs(rules: &str) -> Vec<String> {
+    let mut exprs = Vec::new();
+    let mut lines = rules.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some((indent, value)) = line.split_once("expr:") else {
+            continue;
+        };
+        if value.trim() != "|" {
+            exprs.push(value.trim().to_owned());
+            continue;
+        }
+        let mut block = String::new();
+        while let Some(next) = lines.next_if(|l| l.len() - l.trim_start().len() > indent.len()) {
+            block.push_str(next);
+            block.push('\n');
+        }
+        exprs.push(block);
+    }
+    exprs
+}
+
+/// Every metric the dashboard and the alerts use.
+fn used_metrics() -> BTreeSet<String> {
+    let dashboard: Value = serde_json::from_str(&deploy("grafana/stampede.json")).expect("JSON");
+    let mut exprs = Vec::new();
+    dashboard_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() > 10, "the dashboard's panels: {exprs:?}");
+    let alerts = alert_exprs(&deploy("prometheus/alerts.yml"));
+    assert!(alerts.len() > 5, "the alert rules: {alerts:?}");
+    exprs
+        .iter()
+        .chain(&alerts)
+        .flat_map(|expr| metric_names(expr))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The metrics a `/metrics` text declares, with the series Prometheus
+/// derives from each histogram (`_bucket`, `_sum`, `_count`).
+fn exported(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        let Some(declared) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut words = declared.split_whitespace();
+        let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if kind == "histogram" {
+            names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+        }
+        names.insert(name.to_owned());
+    }
+    names
+}
+
+async fn scrape(admin: SocketAddr) -> String {
+    Api::new(&format!("http://{admin}"))
+        .get("/metrics")
+        .await
+        .text()
+}
+
+/// A product on sale and some traffic through the gateway: a login, an
+/// order, a payment (a job for the worker), a refusal, a product read.
+async fn some_traffic(front: &str) {
+    let mut admin = Api::admin(front);
+    assert_eq!(admin.create_users("u", 2).await.status, 201);
+    assert_eq!(admin.create_product("OBS-1", 5, 1).await.status, 201);
+    let mut api = Api::new(front);
+    assert_eq!(api.login("u0", PASSWORD).await.status, 200);
+    let reply = api.order("OBS-1", 1, None).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let id = reply.json()["order_id"].as_str().expect("id").to_owned();
+    let pay = json!({ "payment_token": "tok_ok" });
+    let reply = api.post(&format!("/api/v1/orders/{id}/pay"), &pay).await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    assert_eq!(
+        api.order("OBS-1", 1, None).await.status,
+        409,
+        "over the limit"
+    );
+    assert_eq!(api.get("/api/v1/products/OBS-1").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
+    let used = used_metrics();
+    let db = TestDb::sqlite().await;
+    let mut shop =
+        ShopNode::start_with(&db.url, "shop-1", "admin_listen = \"127.0.0.1:0\"", "").await;
+    let shop_admin = shop.admin_addr().await;
+    // As deploy/ runs it: retries on, health checked on /readyz.
+    let gateway = GatewayToml::web(toml_addrs([shop.addr]))
+        .named("shop")
+        .top("admin_listen = \"127.0.0.1:0\"")
+        .pool("retries = { max = 1 }")
+        .pool("health_check = { path = \"/readyz\", interval = \"1s\" }")
+        .start()
+        .await;
+    some_traffic(&gateway.url("")).await;
+    // Started after the sale began, so that its first reading of the
+    // ledger already has the sku.
+    let worker = WorkerProcess::start(&db.url, "w1", &["--admin-listen", "127.0.0.1:0"]).await;
+    let admins = [
+        gateway.admin.expect("gateway admin"),
+        shop_admin,
+        worker.admin.expect("worker admin"),
+    ];
+    // The worker's gauges and its payment job come within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut all = BTreeSet::new();
+        for admin in admins {
+            all.extend(exported(&scrape(admin).await));
+        }
+        let missing: Vec<&String> = used.difference(&all).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "used by deploy/ but exported by no node: {missing:?}\nexported: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_shop_logs_each_request_with_its_id() {
+    let db = TestDb::sqlite().await;
+    let config = support::TempFile::new(
+        "toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnode_name = \"shop-j\"\n",
+            Value::from(db.url.as_str())
+        ),
+    );
+    let mut command = stampede("shop");
+    command
+        .args(["--log-format", "json", "--log", "info"])
+        .arg("--config")
+        .arg(&config.0)
+        .env("STAMPEDE_ADMIN_TOKEN", support::shop::ADMIN_TOKEN);
+    let mut process = support::Process::spawn(command, "shop-j");
+    let addr = process
+        .line_after("stampede shop listening on http://")
+        .await;
+    let base = format!(
+        "http://{}",
+        addr.split_whitespace().next().unwrap_or_default()
+    );
+    let mut api = Api::new(&base);
+    let ids = ["req-obs-1", "req-obs-2"];
+    for id in ids {
+        let reply = api
+            .call(
+                hyper::Method::GET,
+                "/api/v1/products",
+                None,
+                &[("x-request-id", id)],
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.headers["x-request-id"], id, "the id goes back");
+    }
+    // An unmatched path, and no id: the node makes one.
+    let reply = api.get("/no/such/path").await;
+    assert_eq!(reply.status, 404);
+    let made = reply.headers["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let access = loop {
+        let access: Vec<Value> = process
+            .stderr()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).expect("every line is JSON"))
+            .filter(|event| event["target"] == "stampede_shop::access")
+            .collect();
+        if access.len() >= 3 || Instant::now() > deadline {
+            break access;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let fields: Vec<&Value> = access.iter().map(|event| &event["fields"]).collect();
+    assert_eq!(fields.len(), 3, "one line per request: {fields:?}");
+    for (field, (id, route, status)) in fields.iter().zip([
+        (ids[0], "/api/v1/products", 200),
+        (ids[1], "/api/v1/products", 200),
+        (made.as_str(), "unmatched", 404),
+    ]) {
+        assert_eq!(field["request_id"], id, "{field}");
+        assert_eq!(field["route"], route, "{field}");
+        assert_eq!(field["status"], status, "{field}");
+        assert_eq!(field["method"], "GET", "{field}");
+        assert_eq!(field["node"], "shop-j", "{field}");
+        assert!(field["latency_ms"].is_number(), "{field}");
+    }
+}
