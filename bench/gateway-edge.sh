@@ -301,11 +301,21 @@ url_of() {
   esac
 }
 
-# The PIDs whose CPU counts: the server's (nginx: master + worker).
+# nginx's children but its cache loader, which exits a minute after the
+# start (the cache manager, which stays, is counted).
+lasting_children_of() {
+  local child
+  for child in $(children_of "$1"); do
+    tr '\0' ' ' <"/proc/$child/cmdline" 2>/dev/null | grep -q 'cache loader' || echo "$child"
+  done
+}
+
+# The PIDs whose CPU counts: the server's (nginx: master, worker and cache
+# manager).
 pids_of() {
   case ${1#*-} in
   stampede) echo "$STAMPEDE_PID" ;;
-  nginx) echo "$NGINX_PID $(children_of "$NGINX_PID")" ;;
+  nginx) echo "$NGINX_PID $(lasting_children_of "$NGINX_PID")" ;;
   haproxy) echo "$HAPROXY_PID" ;;
   esac
 }
