@@ -87,7 +87,17 @@ impl Standby {
     }
 
     /// The base backup, set up to stream from the primary through its slot.
+    ///
+    /// One at a time in this process: a base backup starts from its
+    /// checkpoint but creates its slot a moment later, and a fast checkpoint
+    /// asked for by another test's backup in between may recycle the WAL
+    /// the first still needs ("requested WAL segment ... has already been
+    /// removed").
     fn copy_primary(&self) {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let data = path(&self.base.join("data"));
         let args = [
             ["-d", &self.primary_url, "-D", &data, "-S", &self.slot].as_slice(),
