@@ -9,7 +9,9 @@
 //!
 //! The log line goes to the target `stampede_shop::access`, at INFO, or at
 //! WARN for a request slower than `slow_request`: an operator who wants
-//! only the slow ones filters with `stampede_shop::access=warn`.
+//! only the slow ones filters with `stampede_shop::access=warn`. Health
+//! checks (`/healthz`, `/readyz`) are logged at DEBUG: a gateway or a
+//! kubelet asks every second or two, and those lines would bury the rest.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,9 @@ use crate::telemetry::Requests;
 
 /// The header the gateway assigns every request's id in.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The routes of health checks, logged at DEBUG.
+const HEALTH_CHECKS: [&str; 2] = ["/healthz", "/readyz"];
 
 /// The route of a request no route matched (a `404` or `405`).
 const UNMATCHED: &str = "unmatched";
@@ -89,6 +94,8 @@ fn log(
     let (latency_ms, node) = (elapsed.as_secs_f64() * 1000.0, observer.node.as_str());
     if elapsed > observer.slow {
         tracing::warn!(target: "stampede_shop::access", request_id, method, route, status, latency_ms, node, "slow request");
+    } else if HEALTH_CHECKS.contains(&route) {
+        tracing::debug!(target: "stampede_shop::access", request_id, method, route, status, latency_ms, node, "health check");
     } else {
         tracing::info!(target: "stampede_shop::access", request_id, method, route, status, latency_ms, node, "request");
     }
