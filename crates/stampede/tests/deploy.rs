@@ -6,8 +6,8 @@
 //! - Every manifest in `deploy/k8s` against the Kubernetes JSON schemas,
 //!   with `kubernetes-validate` (PyPI), which bundles the schemas and so
 //!   runs offline; strict, so a misspelled field is an error.
-//! - `docker compose config` on `deploy/docker-compose.yml`, where Docker
-//!   with its compose plugin is installed.
+//! - `docker compose config` (or `docker-compose config`) on
+//!   `deploy/docker-compose.yml`, where either is installed.
 //! - `stampede gateway --check` on every `gateway.toml` under `deploy/`,
 //!   including the one inside the Kubernetes ConfigMap.
 //!
@@ -86,18 +86,25 @@ fn every_kubernetes_manifest_passes_the_schemas() {
 #[test]
 fn the_compose_file_passes_docker_compose_config() {
     let compose = deploy_dir().join("docker-compose.yml");
-    let plugin = run(Command::new("docker").args(["compose", "version"]));
-    if !plugin.is_some_and(|output| output.status.success()) {
-        eprintln!("SKIPPED: `docker compose` is not installed");
+    // Docker's compose plugin, else the standalone docker-compose (Debian
+    // packages 1.29, which reads the same file format).
+    let tools: [&[&str]; 2] = [&["docker", "compose"], &["docker-compose"]];
+    let found = tools.into_iter().find(|tool| {
+        let version = run(Command::new(tool[0]).args(&tool[1..]).arg("version"));
+        version.is_some_and(|output| output.status.success())
+    });
+    let Some(tool) = found else {
+        eprintln!("SKIPPED: neither `docker compose` nor `docker-compose` is installed");
         return;
-    }
-    let output = run(Command::new("docker")
-        .args(["compose", "--file"])
+    };
+    let output = run(Command::new(tool[0])
+        .args(&tool[1..])
+        .arg("--file")
         .arg(&compose)
         .args(["config", "--quiet"])
         .env("STAMPEDE_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef"))
-    .expect("docker");
-    assert_success("docker compose config", &output);
+    .expect("compose");
+    assert_success(&format!("{} config", tool.join(" ")), &output);
 }
 
 /// The TOML of the `gateway.toml` key of a ConfigMap: the block scalar's
