@@ -15,8 +15,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use metrics_exporter_prometheus::PrometheusHandle;
 use stampede_balance::Out;
+use stampede_telemetry::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::LowerName;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use stampede_telemetry::PrometheusHandle;
 
 /// Requests answered, by `pool`, `backend` and `status`.
 pub const REQUESTS: &str = "stampede_gateway_requests_total";
@@ -58,28 +58,10 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Installs the process-wide Prometheus recorder once and returns its handle.
-///
-/// The `metrics` facade has one global recorder per process; later calls (a
-/// second gateway in the same test process) share it.
+/// Installs the process-wide Prometheus recorder (see `stampede_telemetry`),
+/// with the gateway's latency buckets, and returns its handle.
 pub fn install() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(DURATION.to_owned()),
-                    &BUCKETS,
-                )
-                .map(|b| b.build_recorder())
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
-            let handle = recorder.handle();
-            // Fails only if another recorder was installed first, in which
-            // case that one receives the gateway's metrics.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
+    stampede_telemetry::install(DURATION, &BUCKETS)
 }
 
 /// Status codes with a cached counter: 100..=599.

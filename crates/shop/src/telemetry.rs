@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::routing::get;
 use http::{Method, StatusCode};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use stampede_telemetry::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::App;
@@ -57,25 +57,10 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Installs the process-wide Prometheus recorder once and returns its handle.
-///
-/// The `metrics` facade has one global recorder per process; a second node
-/// in the same process shares it.
+/// Installs the process-wide Prometheus recorder (see `stampede_telemetry`),
+/// with the shop's latency buckets, and returns its handle.
 pub(crate) fn install() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(DURATION.to_owned()), &BUCKETS)
-                .map(|b| b.build_recorder())
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
-            let handle = recorder.handle();
-            // Fails only if another recorder was installed first; that one
-            // then receives the shop's metrics.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
+    stampede_telemetry::install(DURATION, &BUCKETS)
 }
 
 /// Counts one order placement or transition (see [`ORDERS`]).

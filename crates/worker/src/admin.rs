@@ -17,15 +17,14 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use stampede_jobs::admin;
 use stampede_store::stats::{self, SkuStats};
 use stampede_store::{Db, OrderStatus};
+use stampede_telemetry::PrometheusHandle;
 use tokio::net::TcpListener;
 
 /// Buckets of `stampede_worker_job_seconds`: from a no-op to a slow payment.
@@ -51,24 +50,10 @@ const SALE_ORDERED: &str = "stampede_worker_sale_ordered_units";
 /// was oversold (negative) or lost (positive).
 const SALE_DRIFT: &str = "stampede_worker_sale_drift_units";
 
-/// Installs the Prometheus recorder once per process and returns its handle.
+/// Installs the process-wide Prometheus recorder (see `stampede_telemetry`),
+/// with the job-latency buckets, and returns its handle.
 fn recorder() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
-            let recorder = builder
-                .set_buckets_for_metric(
-                    Matcher::Full("stampede_worker_job_seconds".into()),
-                    &BUCKETS,
-                )
-                .map(|b| b.build_recorder())
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
-            let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
+    stampede_telemetry::install("stampede_worker_job_seconds", &BUCKETS)
 }
 
 /// Binds `addr` and serves the admin routes, and keeps the depth gauges
