@@ -31,6 +31,8 @@ pub(crate) struct Process {
     name: String,
     stdout: mpsc::UnboundedReceiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// The thread collecting stderr; done at the pipe's end.
+    stderr_reader: std::thread::JoinHandle<()>,
 }
 
 impl Process {
@@ -40,7 +42,7 @@ impl Process {
         let stdout = child.stdout.take().expect("stdout");
         let stderr_pipe = child.stderr.take().expect("stderr");
         let stderr = Arc::new(Mutex::new(String::new()));
-        {
+        let stderr_reader = {
             let stderr = Arc::clone(&stderr);
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stderr_pipe);
@@ -51,8 +53,8 @@ impl Process {
                     }
                     line.clear();
                 }
-            });
-        }
+            })
+        };
         let (tx, rx) = mpsc::unbounded_channel::<String>();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -66,6 +68,7 @@ impl Process {
             name: name.to_owned(),
             stdout: rx,
             stderr,
+            stderr_reader,
         }
     }
 
@@ -162,12 +165,23 @@ impl Process {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.stderr_collected().await;
                 return Some(status);
             }
             if Instant::now() >= deadline {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the stderr thread has read what the exited process
+    /// wrote: its last lines may still be in the pipe. Bounded, since a
+    /// child of the process may hold the pipe open.
+    async fn stderr_collected(&self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.stderr_reader.is_finished() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
