@@ -252,3 +252,143 @@ async fn a_json_shop_logs_each_request_with_its_id() {
         assert!(field["latency_ms"].is_number(), "{field}");
     }
 }
+
+/// The JSON log lines of `process` at WARN or ERROR that carry the
+/// request id `id` (in their `span`, the request's).
+fn error_lines(process: &support::Process, id: &str) -> Vec<Value> {
+    process
+        .stderr()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("every line is JSON"))
+        .filter(|event| event["span"]["request_id"] == id)
+        .filter(|event| event["level"] == "WARN" || event["level"] == "ERROR")
+        .collect()
+}
+
+/// [`error_lines`], waiting up to 10 s for one to come.
+async fn wait_error_lines(process: &support::Process, id: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = error_lines(process, id);
+        if !lines.is_empty() || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `method path` with the request id `id`: its status.
+async fn call_as(api: &mut Api, id: &str, method: hyper::Method, path: &str, body: &Value) -> u16 {
+    let body = (method == hyper::Method::POST).then_some(body);
+    let reply = api.call(method, path, body, &[("x-request-id", id)]).await;
+    assert_eq!(reply.headers["x-request-id"], id, "the id goes back");
+    reply.status.as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_while_serving_a_request_are_logged_with_its_id_route_and_cause() {
+    let db = TestDb::sqlite().await;
+    let shop = ShopNode::start_args(&db.url, "shop-e", "", "", &["--log-format", "json"]).await;
+    let mut admin = Api::admin(&shop.url(""));
+    assert_eq!(admin.create_users("u", 1).await.status, 201);
+    assert_eq!(admin.create_product("ERR-2", 5, 5).await.status, 201);
+    let mut api = Api::new(&shop.url(""));
+    assert_eq!(api.login("u0", PASSWORD).await.status, 200);
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let reply = api.order("ERR-2", 1, None).await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        orders.push(reply.json()["order_id"].as_str().expect("id").to_owned());
+    }
+
+    // The database turns against the node, as a hand edit or a failing
+    // disk would: a row no code path writes, and tables that refuse new
+    // rows.
+    let lost = format!(
+        "UPDATE orders SET status = 'lost' WHERE order_id = '{}'",
+        orders[1]
+    );
+    let sql = [
+        lost,
+        "CREATE TRIGGER no_orders BEFORE INSERT ON orders \
+         BEGIN SELECT RAISE(ABORT, 'orders refused by the test'); END"
+            .to_owned(),
+        "CREATE TRIGGER no_jobs BEFORE INSERT ON jobs \
+         BEGIN SELECT RAISE(ABORT, 'jobs refused by the test'); END"
+            .to_owned(),
+    ];
+    for statement in sql {
+        sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(db.db.pool())
+            .await
+            .expect(&statement);
+    }
+    let none = json!({});
+    let order_body = json!({ "sku": "ERR-2", "quantity": 1 });
+    let pay_body = json!({ "payment_token": "tok_ok" });
+    let pay = format!("/api/v1/orders/{}/pay", orders[0]);
+    let corrupt = format!("/api/v1/orders/{}", orders[1]);
+    let cases = [
+        // id, method, path, body, status, level, route, the cause's words
+        (
+            "req-corrupt",
+            "GET",
+            corrupt.as_str(),
+            &none,
+            500,
+            "ERROR",
+            "/api/v1/orders/{id}",
+            "unknown order status `lost`",
+        ),
+        (
+            "req-order",
+            "POST",
+            "/api/v1/orders",
+            &order_body,
+            503,
+            "WARN",
+            "/api/v1/orders",
+            "orders refused by the test",
+        ),
+        (
+            "req-pay",
+            "POST",
+            pay.as_str(),
+            &pay_body,
+            503,
+            "WARN",
+            "/api/v1/orders/{id}/pay",
+            "jobs refused by the test",
+        ),
+    ];
+    for (id, method, path, body, status, level, route, cause) in cases {
+        let method = hyper::Method::from_bytes(method.as_bytes()).expect("method");
+        assert_eq!(
+            call_as(&mut api, id, method, path, body).await,
+            status,
+            "{id}"
+        );
+        let lines = wait_error_lines(&shop, id).await;
+        let line = lines
+            .first()
+            .unwrap_or_else(|| panic!("no WARN or ERROR line with {id}:\n{}", shop.stderr()));
+        assert_eq!(line["level"], level, "{line}");
+        assert_eq!(line["span"]["route"], route, "{line}");
+        let error = line["fields"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(cause), "the cause is logged: {line}");
+    }
+    // A request that went well logs nothing but its access line.
+    assert_eq!(
+        call_as(
+            &mut api,
+            "req-fine",
+            hyper::Method::GET,
+            "/api/v1/products/ERR-2",
+            &none
+        )
+        .await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(error_lines(&shop, "req-fine").is_empty());
+}
