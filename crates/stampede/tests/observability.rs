@@ -107,6 +107,14 @@ fn exported(text: &str) -> BTreeSet<String> {
     names
 }
 
+/// The value of `series` (a name with its labels, as rendered) in a
+/// `/metrics` text.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 async fn scrape(admin: SocketAddr) -> String {
     Api::new(&format!("http://{admin}"))
         .get("/metrics")
@@ -152,6 +160,14 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         .start()
         .await;
     some_traffic(&gateway.url("")).await;
+    // Every request that reached the store waited for one of its
+    // connections, however briefly.
+    let shop_metrics = scrape(shop_admin).await;
+    let waits = value(
+        &shop_metrics,
+        "stampede_shop_db_acquire_seconds_count{pool=\"primary\"}",
+    );
+    assert!(waits.unwrap_or(0.0) >= 5.0, "{shop_metrics}");
     // Started after the sale began, so that its first reading of the
     // ledger already has the sku.
     let worker = WorkerProcess::start(&db.url, "w1", &["--admin-listen", "127.0.0.1:0"]).await;
