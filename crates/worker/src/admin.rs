@@ -1,6 +1,7 @@
-//! The worker's admin listener: `/metrics` for Prometheus (job outcomes and
-//! durations by kind, queue depths by queue and state, the sale's ledger)
-//! and `/healthz`.
+//! The worker's admin listener: `/metrics` for Prometheus (job outcomes,
+//! waits and durations by queue and kind, recorded where jobs run, in
+//! `run`; queue depths by queue and state; the sale's ledger) and
+//! `/healthz`.
 //!
 //! Besides what it runs, the worker reports two things it reads from the
 //! store in the background, being the role that already works there
