@@ -136,9 +136,10 @@ impl Db {
         let pool = pool
             .connect_lazy(&url)
             .map_err(|e| StoreError::Url(format!("bad database URL `{}`: {e}", redact(&url))))?;
-        let acquire_wait = options.acquire_metric.map_or_else(Histogram::noop, |metric| {
-            metrics::histogram!(metric, "pool" => name.to_owned())
-        });
+        let acquire_wait = options.acquire_metric.map_or_else(
+            Histogram::noop,
+            |metric| metrics::histogram!(metric, "pool" => name.to_owned()),
+        );
         Ok(Self {
             pool,
             dialect,
