@@ -37,6 +37,11 @@ pub struct Config {
     /// Where `/metrics` and `/healthz` are served; never exposed to clients.
     #[serde(default, deserialize_with = "de::opt_socket_addr")]
     pub admin_listen: Option<SocketAddr>,
+    /// Where ERROR log lines are reported, a Sentry DSN (none: nowhere);
+    /// read at start, not on reload; `--sentry-dsn` or `SENTRY_DSN`
+    /// override it.
+    #[serde(default)]
+    pub sentry_dsn: Option<String>,
     /// Worker threads, each with its own event loop; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
@@ -730,6 +735,10 @@ impl Config {
     /// non-empty sets, and the certificate files `[tls]` names (which are
     /// read here). Returns the offending key and the problem.
     fn validate(mut self) -> Result<Self, (String, String)> {
+        if let Some(dsn) = &self.sentry_dsn {
+            stampede_telemetry::sentry::check_dsn(dsn)
+                .map_err(|error| ("sentry_dsn".to_owned(), error.to_string()))?;
+        }
         for (name, pool) in &self.pools {
             if pool.backends.is_empty() && pool.discover.is_none() {
                 return Err((

@@ -10,6 +10,7 @@ use anyhow::Context;
 use stampede_gateway::{Config, Gateway, QuickFlags};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::reports;
 use crate::signal::Signals;
 
 /// How often `--watch` looks at the configuration file.
@@ -56,7 +57,7 @@ pub(crate) struct Args {
     workers: Option<usize>,
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
+pub(crate) fn run(args: Args, sentry_dsn: Option<String>) -> ExitCode {
     let config = match load(&args) {
         Ok(config) => config,
         Err(error) => {
@@ -68,6 +69,12 @@ pub(crate) fn run(args: Args) -> ExitCode {
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }
+    let file_dsn = config.sentry_dsn.clone();
+    // Held until the gateway has stopped: dropping it flushes the reports.
+    let _reports = match reports::start("gateway", "gateway", sentry_dsn, file_dsn.as_deref()) {
+        Ok(reports) => reports,
+        Err(code) => return code,
+    };
     match serve(config, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -1,5 +1,6 @@
-//! The Prometheus recorder every role (gateway, shop node, worker) installs
-//! for its `/metrics`.
+//! What every role (gateway, shop node, worker) reports, set up once per
+//! process: the Prometheus recorder for its `/metrics` (here), and
+//! optional error reports to Sentry ([`sentry`]).
 //!
 //! The `metrics` facade has one global recorder per process, so there is one
 //! installation here for all roles: the first role to ask installs it, and
@@ -12,6 +13,8 @@
 //! buckets whichever role installed the recorder.
 
 use std::sync::OnceLock;
+
+pub mod sentry;
 
 pub use metrics_exporter_prometheus::PrometheusHandle;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
