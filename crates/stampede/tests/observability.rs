@@ -408,3 +408,152 @@ async fn errors_while_serving_a_request_are_logged_with_its_id_route_and_cause()
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(error_lines(&shop, "req-fine").is_empty());
 }
+
+/// A Sentry ingest on 127.0.0.1 that records every envelope posted to
+/// it, with its `X-Sentry-Auth`.
+struct FakeSentry {
+    addr: SocketAddr,
+    envelopes: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl FakeSentry {
+    async fn start() -> FakeSentry {
+        use axum::extract::{Path, State};
+        let envelopes = std::sync::Arc::default();
+        let record =
+            |State(seen): State<std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>>,
+             Path(project): Path<String>,
+             headers: hyper::HeaderMap,
+             body: String| async move {
+                let auth = headers
+                    .get("x-sentry-auth")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if let Ok(mut seen) = seen.lock() {
+                    seen.push((format!("{project} {auth}"), body));
+                }
+                "{}"
+            };
+        let app = axum::Router::new()
+            .route("/api/{project}/envelope/", axum::routing::post(record))
+            .with_state(std::sync::Arc::clone(&envelopes));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeSentry { addr, envelopes }
+    }
+
+    fn dsn(&self) -> String {
+        format!("http://testkey@{}/42", self.addr)
+    }
+
+    /// The events received: each envelope's item that has `tags`.
+    fn events(&self) -> Vec<(String, Value)> {
+        let envelopes = self.envelopes.lock().map(|e| e.clone()).unwrap_or_default();
+        envelopes
+            .iter()
+            .flat_map(|(auth, body)| {
+                body.lines()
+                    .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                    .filter(|item| item.get("tags").is_some())
+                    .map(move |event| (auth.clone(), event))
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_go_to_sentry_with_the_request_id_only_where_a_dsn_is_set() {
+    let sentry = FakeSentry::start().await;
+    let db = TestDb::sqlite().await;
+    let top = format!("sentry_dsn = {}", Value::from(sentry.dsn()));
+    let reporting = ShopNode::start_with(&db.url, "shop-s", &top, "").await;
+    let quiet = ShopNode::start(&db.url, "shop-q", "").await;
+    let mut admin = Api::admin(&reporting.url(""));
+    assert_eq!(admin.create_users("u", 1).await.status, 201);
+    assert_eq!(admin.create_product("SEN-1", 5, 5).await.status, 201);
+    let mut api = Api::new(&reporting.url(""));
+    assert_eq!(api.login("u0", PASSWORD).await.status, 200);
+    let reply = api.order("SEN-1", 1, None).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let order = reply.json()["order_id"].as_str().expect("id").to_owned();
+    sqlx::query("UPDATE orders SET status = 'lost'")
+        .execute(db.db.pool())
+        .await
+        .expect("a row no code path writes");
+    let path = format!("/api/v1/orders/{order}");
+    let none = json!({});
+    assert_eq!(
+        call_as(&mut api, "req-sentry", hyper::Method::GET, &path, &none).await,
+        500
+    );
+    // The same failure on the node without a DSN (the session is in the
+    // shared store, so the same client works there).
+    let mut quiet_api = api.via(&quiet.url(""));
+    assert_eq!(
+        call_as(
+            &mut quiet_api,
+            "req-quiet",
+            hyper::Method::GET,
+            &path,
+            &none
+        )
+        .await,
+        500
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = sentry.events();
+        if !events.is_empty() || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (auth, event) = events.first().expect("an event reached the fake Sentry");
+    assert!(auth.starts_with("42 Sentry sentry_key=testkey"), "{auth}");
+    // Sentry's default level, left out of the JSON.
+    assert!(
+        event.get("level").is_none_or(|level| level == "error"),
+        "{event}"
+    );
+    assert_eq!(event["message"], "store error", "{event}");
+    assert_eq!(event["tags"]["request_id"], "req-sentry", "{event}");
+    assert_eq!(event["tags"]["route"], "/api/v1/orders/{id}", "{event}");
+    assert_eq!(event["server_name"], "shop-s", "{event}");
+    let error = event["extra"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("unknown order status `lost`"), "{event}");
+    // Nothing else came: not the other node's failure, nor a WARN.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sentry.events().len(), 1, "{:?}", sentry.events());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_sentry_dsn_is_refused_naming_where_it_came_from() {
+    let db = TestDb::sqlite().await;
+    let mut worker = stampede("worker");
+    worker.args([
+        "--database-url",
+        &db.url,
+        "--sentry-dsn",
+        "https://k@sentry.example/1",
+    ]);
+    let run = support::run_to_end(worker, "stampede worker").await;
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--sentry-dsn (or SENTRY_DSN)") && run.stderr.contains("Sentry Relay"),
+        "{}",
+        run.stderr
+    );
+    let mut shop = stampede("shop");
+    shop.args(["--database-url", &db.url, "--check"])
+        .env("STAMPEDE_ADMIN_TOKEN", support::shop::ADMIN_TOKEN)
+        .env("SENTRY_DSN", "not a dsn");
+    let config = support::TempFile::new("toml", "sentry_dsn = \"nope\"\n");
+    shop.arg("--config").arg(&config.0);
+    let run = support::run_to_end(shop, "stampede shop").await;
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("sentry_dsn"), "{}", run.stderr);
+}
