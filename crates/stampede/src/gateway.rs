@@ -65,16 +65,17 @@ pub(crate) fn run(args: Args, sentry_dsn: Option<String>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if args.check {
-        println!("configuration ok");
-        return ExitCode::SUCCESS;
-    }
     let file_dsn = config.sentry_dsn.clone();
     // Held until the gateway has stopped: dropping it flushes the reports.
+    // Before `--check` returns, so that a bad `--sentry-dsn` fails it.
     let _reports = match reports::start("gateway", "gateway", sentry_dsn, file_dsn.as_deref()) {
         Ok(reports) => reports,
         Err(code) => return code,
     };
+    if args.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
     match serve(config, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

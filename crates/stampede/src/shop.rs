@@ -75,16 +75,17 @@ pub(crate) fn run(args: Args, sentry_dsn: Option<String>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if args.check {
-        println!("configuration ok");
-        return ExitCode::SUCCESS;
-    }
     let file_dsn = config.sentry_dsn.as_deref();
     // Held until the node has stopped: dropping it flushes the reports.
+    // Before `--check` returns, so that a bad `--sentry-dsn` fails it.
     let _reports = match reports::start("shop", &config.node_name, sentry_dsn, file_dsn) {
         Ok(reports) => reports,
         Err(code) => return code,
     };
+    if args.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
     exit_code("shop", runtime().and_then(|rt| rt.block_on(serve(config))))
 }
 

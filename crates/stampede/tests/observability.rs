@@ -409,31 +409,33 @@ async fn errors_while_serving_a_request_are_logged_with_its_id_route_and_cause()
     assert!(error_lines(&shop, "req-fine").is_empty());
 }
 
+/// Envelopes received: `"{project} {X-Sentry-Auth}"` and the body.
+type Envelopes = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 /// A Sentry ingest on 127.0.0.1 that records every envelope posted to
 /// it, with its `X-Sentry-Auth`.
 struct FakeSentry {
     addr: SocketAddr,
-    envelopes: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    envelopes: Envelopes,
 }
 
 impl FakeSentry {
     async fn start() -> FakeSentry {
         use axum::extract::{Path, State};
         let envelopes = std::sync::Arc::default();
-        let record =
-            |State(seen): State<std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>>,
-             Path(project): Path<String>,
-             headers: hyper::HeaderMap,
-             body: String| async move {
-                let auth = headers
-                    .get("x-sentry-auth")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                if let Ok(mut seen) = seen.lock() {
-                    seen.push((format!("{project} {auth}"), body));
-                }
-                "{}"
-            };
+        let record = |State(seen): State<Envelopes>,
+                      Path(project): Path<String>,
+                      headers: hyper::HeaderMap,
+                      body: String| async move {
+            let auth = headers
+                .get("x-sentry-auth")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if let Ok(mut seen) = seen.lock() {
+                seen.push((format!("{project} {auth}"), body));
+            }
+            "{}"
+        };
         let app = axum::Router::new()
             .route("/api/{project}/envelope/", axum::routing::post(record))
             .with_state(std::sync::Arc::clone(&envelopes));
@@ -547,13 +549,27 @@ async fn a_bad_sentry_dsn_is_refused_naming_where_it_came_from() {
         "{}",
         run.stderr
     );
-    let mut shop = stampede("shop");
-    shop.args(["--database-url", &db.url, "--check"])
-        .env("STAMPEDE_ADMIN_TOKEN", support::shop::ADMIN_TOKEN)
-        .env("SENTRY_DSN", "not a dsn");
     let config = support::TempFile::new("toml", "sentry_dsn = \"nope\"\n");
-    shop.arg("--config").arg(&config.0);
-    let run = support::run_to_end(shop, "stampede shop").await;
-    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains("sentry_dsn"), "{}", run.stderr);
+    let shop = |env_dsn: Option<&str>, file: bool| {
+        let mut shop = stampede("shop");
+        shop.args(["--database-url", &db.url, "--check"])
+            .env("STAMPEDE_ADMIN_TOKEN", support::shop::ADMIN_TOKEN);
+        if let Some(dsn) = env_dsn {
+            shop.env("SENTRY_DSN", dsn);
+        }
+        if file {
+            shop.arg("--config").arg(&config.0);
+        }
+        support::run_to_end(shop, "stampede shop")
+    };
+    for (env_dsn, file, named) in [
+        (None, true, "`sentry_dsn`"),
+        (Some("not a dsn"), false, "--sentry-dsn (or SENTRY_DSN)"),
+    ] {
+        let run = shop(env_dsn, file).await;
+        assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+        assert!(run.stderr.contains(named), "{named}: {}", run.stderr);
+    }
+    let fine = shop(Some("http://k@127.0.0.1:9/1"), false).await;
+    assert!(fine.status.success(), "{}", fine.stderr);
 }
