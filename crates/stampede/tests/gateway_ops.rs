@@ -168,7 +168,7 @@ async fn the_page_needs_the_token_and_a_login_trades_it_for_a_cookie() {
     );
     assert_eq!(
         login.header("referrer-policy").as_deref(),
-        Some("no-referrer")
+        Some("same-origin")
     );
 
     let wrong = ops.log_in("not-the-admin-token").await;

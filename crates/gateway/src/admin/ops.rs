@@ -7,7 +7,8 @@
 //! (the script fills the page with `textContent`), so there is nothing to
 //! escape. Every answer carries a Content-Security-Policy that allows
 //! scripts, styles and fetches from this listener only, no inline code and
-//! no framing, with `nosniff`, `no-referrer` and `no-store`.
+//! no framing, with `nosniff`, `Referrer-Policy: same-origin` and
+//! `no-store`.
 
 use http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue, LOCATION, REFERRER_POLICY, SET_COOKIE,
@@ -207,7 +208,9 @@ fn secure(response: &mut Response<ResponseBody>) {
     let headers = response.headers_mut();
     headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it a browser sends `Origin: null` on the
+    // page's own POSTs, and the origin check would refuse them.
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
