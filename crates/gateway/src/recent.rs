@@ -4,8 +4,8 @@
 //! Prometheus' handles cannot be read back, and its histograms are
 //! cumulative since start, so the page keeps its own figures: a [`Tally`]
 //! per backend, written by the proxy as it counts a request for
-//! Prometheus (two or three relaxed atomic increments, no lock, no clock
-//! read), and a [`Window`] on the admin thread that samples every tally
+//! Prometheus (one relaxed atomic increment, two for a 5xx; no lock, no
+//! clock read), and a [`Window`] on the admin thread that samples every tally
 //! once a second into a ring of snapshots. A rate over the window is then
 //! the difference between now and the oldest snapshot, so the hot path
 //! never learns that anybody is looking.
@@ -32,16 +32,15 @@ pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// One backend's counters since it joined the gateway.
 #[derive(Debug)]
 pub(crate) struct Tally {
-    requests: AtomicU64,
     /// Answers with a 5xx status, the gateway's own 502/504 included.
     errors: AtomicU64,
+    /// Requests by latency; together, every request.
     latency: [AtomicU64; BUCKETS],
 }
 
 impl Default for Tally {
     fn default() -> Self {
         Self {
-            requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -52,7 +51,6 @@ impl Tally {
     /// Counts one answered request: on the hot path, so only relaxed
     /// increments (nobody needs them ordered with anything else).
     pub(crate) fn record(&self, status: u16, elapsed: Duration) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         if status >= 500 {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -62,14 +60,15 @@ impl Tally {
 
     /// The counters as they are now.
     pub(crate) fn counts(&self) -> Counts {
+        let latency: Box<[u64]> = self
+            .latency
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
         Counts {
-            requests: self.requests.load(Ordering::Relaxed),
+            requests: latency.iter().sum(),
             errors: self.errors.load(Ordering::Relaxed),
-            latency: self
-                .latency
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
+            latency,
         }
     }
 }
@@ -101,11 +100,10 @@ impl Counts {
     /// in milliseconds, interpolated within its bucket; none without
     /// requests.
     fn quantile_ms(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.latency.iter().sum();
-        if total == 0 {
+        if self.requests == 0 {
             return None;
         }
-        let rank = q * total as f64;
+        let rank = q * self.requests as f64;
         let mut below = 0u64;
         for (i, &n) in self.latency.iter().enumerate() {
             if n > 0 && (below + n) as f64 >= rank {
