@@ -138,7 +138,8 @@ function drawSale(sale) {
       queues.querySelector('tbody').append(tr);
     }
     parts.push(el('h3', {}, 'Stock and orders by status'), stock);
-    parts.push(el('h3', {}, 'Job queues'), queues);
+    parts.push(el('h3', {}, 'Job queues'));
+    parts.push((sale.queues || []).length > 0 ? queues : el('p', { class: 'hint' }, 'No job waiting, running or dead.'));
     parts.push(el('p', { class: 'hint' }, 'as read from ' + sale.node));
   }
   box.replaceChildren(...parts);
