@@ -149,15 +149,7 @@ async fn route(req: Request<Incoming>, shared: &Shared, admin: &Admin) -> Respon
         }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         _ if !bearer_allowed(&req, shared, admin) => {
-            let body = serde_json::json!({
-                "error": "unauthorized",
-                "message": "this call needs Authorization: Bearer <admin token>",
-            });
-            let mut response = json(StatusCode::UNAUTHORIZED, &body);
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
+            unauthorized("this call needs Authorization: Bearer <admin token>")
         }
         (&Method::GET, "/backends") => {
             let pools: Vec<serde_json::Value> =
@@ -288,6 +280,16 @@ fn health_word(backend: &stampede_balance::Backend) -> &'static str {
     } else {
         "up"
     }
+}
+
+/// `401 unauthorized` saying what to send.
+fn unauthorized(message: &str) -> Response<ResponseBody> {
+    let body = serde_json::json!({ "error": "unauthorized", "message": message });
+    let mut response = json(StatusCode::UNAUTHORIZED, &body);
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<ResponseBody> {

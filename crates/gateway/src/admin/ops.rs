@@ -12,7 +12,7 @@
 
 use http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue, LOCATION, REFERRER_POLICY, SET_COOKIE,
-    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -21,7 +21,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::json;
 
 use super::auth::{self, Access};
-use super::{Admin, drain, drain_request, json, state, text};
+use super::{Admin, drain, drain_request, json, state, text, unauthorized};
 use crate::Shared;
 use crate::body::ResponseBody;
 use crate::config::{ADMIN_TOKEN_ENV, AdminToken};
@@ -101,15 +101,7 @@ async fn with_token(
             "this request must come from the operations page itself (its Origin did not match)",
         ),
         (&Method::GET, "/ops/state", Access::Denied) | (&Method::POST, _, Access::Denied) => {
-            let mut response = refusal(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "log in at /ops/login, or send Authorization: Bearer <admin token>",
-            );
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
+            unauthorized("log in at /ops/login, or send Authorization: Bearer <admin token>")
         }
         _ => not_found(),
     }
