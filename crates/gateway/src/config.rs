@@ -48,6 +48,11 @@ pub struct Config {
     /// The operations page's sale data; none: the page shows the pools only.
     #[serde(default)]
     pub ops: Option<OpsConfig>,
+    /// Where ERROR log lines are reported, a Sentry DSN (none: nowhere);
+    /// read at start, not on reload; `--sentry-dsn` or `SENTRY_DSN`
+    /// override it.
+    #[serde(default)]
+    pub sentry_dsn: Option<String>,
     /// Worker threads, each with its own event loop; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
@@ -752,6 +757,10 @@ impl Config {
     /// non-empty sets, and the certificate files `[tls]` names (which are
     /// read here). Returns the offending key and the problem.
     fn validate(mut self) -> Result<Self, (String, String)> {
+        if let Some(dsn) = &self.sentry_dsn {
+            stampede_telemetry::sentry::check_dsn(dsn)
+                .map_err(|error| ("sentry_dsn".to_owned(), error.to_string()))?;
+        }
         for (name, pool) in &self.pools {
             if pool.backends.is_empty() && pool.discover.is_none() {
                 return Err((

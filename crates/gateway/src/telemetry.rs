@@ -56,15 +56,10 @@ pub const CLIENT_CONNECTIONS: &str = "stampede_gateway_client_connections";
 /// `timeout`).
 pub const TLS_HANDSHAKES: &str = "stampede_gateway_tls_handshakes_total";
 
-/// Latency buckets in seconds: from a cached answer to a slow checkout.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// Installs the process-wide Prometheus recorder (see `stampede_telemetry`),
-/// with the gateway's latency buckets, and returns its handle.
+/// Installs the process-wide Prometheus recorder (see `stampede_telemetry`)
+/// and returns its handle.
 pub fn install() -> PrometheusHandle {
-    stampede_telemetry::install(DURATION, &BUCKETS)
+    stampede_telemetry::install()
 }
 
 /// Status codes with a cached counter: 100..=599.

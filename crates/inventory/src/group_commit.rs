@@ -45,9 +45,14 @@ pub enum ReserveError {
     /// Too many requests are already waiting for this sku (`503`).
     #[error("too many reservations are waiting for this sku")]
     Overloaded,
-    /// The store failed; nothing was committed for this request (`503`).
-    #[error("{0}")]
-    Unavailable(String),
+    /// The store failed; nothing was committed for this request. Shared
+    /// by every request of the batch, so that each can report it.
+    #[error("the reservation's batch failed")]
+    Store(#[source] Arc<StoreError>),
+    /// The sku's queue stopped before answering; nothing is known of the
+    /// request (`503`).
+    #[error("the reservation queue stopped")]
+    Stopped,
 }
 
 /// An outcome and the sku's stock once its batch committed.
@@ -110,11 +115,7 @@ impl GroupCommit {
         self.queue(sku)
             .try_send(Waiting { request, reply })
             .map_err(|_| ReserveError::Overloaded)?;
-        answer.await.unwrap_or_else(|_| {
-            Err(ReserveError::Unavailable(
-                "the reservation queue stopped".into(),
-            ))
-        })
+        answer.await.unwrap_or(Err(ReserveError::Stopped))
     }
 
     fn queue(&self, sku: &str) -> mpsc::Sender<Waiting> {
@@ -186,7 +187,7 @@ impl Drain {
             }
             Err(error) => {
                 tracing::warn!(sku = %self.sku, batch = requests.len(), %error, "a reservation batch failed");
-                let error = ReserveError::Unavailable(error.to_string());
+                let error = ReserveError::Store(Arc::new(error));
                 for w in waiting.drain(..) {
                     let _ = w.reply.send(Err(error.clone()));
                 }

@@ -96,6 +96,9 @@ pub struct Job {
     pub attempt: i64,
     /// Claims allowed in all.
     pub max_attempts: i64,
+    /// When it became due, in ms since the epoch: its enqueue's `run_at`,
+    /// or the end of the backoff before this retry.
+    pub due_at: i64,
 }
 
 /// Enqueues `job` through `executor` (a pool, or the caller's transaction
@@ -225,6 +228,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
         payload: row.try_get(3)?,
         attempt: row.try_get(4)?,
         max_attempts: row.try_get(5)?,
+        due_at: row.try_get(7)?,
     })
 }
 

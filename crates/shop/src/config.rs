@@ -43,6 +43,10 @@ pub struct Config {
     /// A request slower than this is logged at WARN rather than INFO.
     #[serde(default = "defaults::slow_request", deserialize_with = "de::duration")]
     pub slow_request: Duration,
+    /// Where ERROR log lines are reported, a Sentry DSN (none: nowhere);
+    /// `--sentry-dsn` or `SENTRY_DSN` override it.
+    #[serde(default)]
+    pub sentry_dsn: Option<String>,
     /// The bearer token of the admin calls (or `STAMPEDE_ADMIN_TOKEN`).
     #[serde(default)]
     pub admin_token: String,
@@ -332,6 +336,11 @@ impl Config {
                 "redis_url",
                 format!("`{url}` is not a Redis URL (redis://HOST:PORT/DB)"),
             );
+        }
+        if let Some(dsn) = &self.sentry_dsn
+            && let Err(error) = stampede_telemetry::sentry::check_dsn(dsn)
+        {
+            return fail("sentry_dsn", error.to_string());
         }
         if self.admin_token.is_empty() {
             return fail(

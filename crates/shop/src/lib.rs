@@ -234,6 +234,7 @@ fn db_options(config: &Config) -> DbOptions {
         acquire_timeout: database.acquire_timeout,
         idle_timeout: limit(database.idle_timeout),
         max_lifetime: limit(database.max_lifetime),
+        acquire_metric: Some(telemetry::DB_ACQUIRE),
     }
 }
 

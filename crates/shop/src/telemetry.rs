@@ -51,16 +51,15 @@ pub const DB_MAX_CONNECTIONS: &str = "stampede_shop_db_max_connections";
 /// `redis`); checked at each scrape and by `/readyz`.
 pub const STORE_UP: &str = "stampede_shop_store_up";
 
-/// Latency buckets in seconds: from a cached product to a checkout stuck
-/// behind a full pool.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+/// Seconds a request waited for a connection of a database pool, by
+/// `pool` (`primary`, `replica-1`, ...): recorded by `stampede_store` at
+/// each acquisition. Long waits mean the pool is too small for the load.
+pub const DB_ACQUIRE: &str = "stampede_shop_db_acquire_seconds";
 
-/// Installs the process-wide Prometheus recorder (see `stampede_telemetry`),
-/// with the shop's latency buckets, and returns its handle.
+/// Installs the process-wide Prometheus recorder (see `stampede_telemetry`)
+/// and returns its handle.
 pub(crate) fn install() -> PrometheusHandle {
-    stampede_telemetry::install(DURATION, &BUCKETS)
+    stampede_telemetry::install()
 }
 
 /// Counts one order placement or transition (see [`ORDERS`]).

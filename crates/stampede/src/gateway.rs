@@ -11,6 +11,7 @@ use stampede_gateway::config::ADMIN_TOKEN_ENV;
 use stampede_gateway::{Config, Gateway, QuickFlags};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::reports;
 use crate::signal::Signals;
 
 /// How often `--watch` looks at the configuration file.
@@ -58,13 +59,20 @@ pub(crate) struct Args {
     workers: Option<usize>,
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
+pub(crate) fn run(args: Args, sentry_dsn: Option<String>) -> ExitCode {
     let config = match load(&args) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("stampede gateway: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
+    };
+    let file_dsn = config.sentry_dsn.clone();
+    // Held until the gateway has stopped: dropping it flushes the reports.
+    // Before `--check` returns, so that a bad `--sentry-dsn` fails it.
+    let _reports = match reports::start("gateway", "gateway", sentry_dsn, file_dsn.as_deref()) {
+        Ok(reports) => reports,
+        Err(code) => return code,
     };
     if args.check {
         println!("configuration ok");

@@ -7,9 +7,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 mod gateway;
 mod jobs;
+mod reports;
 mod shop;
 mod signal;
 mod storm;
@@ -34,6 +37,12 @@ struct Cli {
     /// object a line, with the fields and spans of each event).
     #[arg(long, global = true, env = "STAMPEDE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+
+    /// Report ERROR log lines to Sentry at this DSN
+    /// (`http://KEY@HOST/PROJECT`); for the gateway, shop and worker, over
+    /// `sentry_dsn` in their config file.
+    #[arg(long, global = true, env = "SENTRY_DSN")]
+    sentry_dsn: Option<String>,
 
     #[command(subcommand)]
     role: Role,
@@ -72,11 +81,12 @@ enum Role {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log, cli.log_format);
+    let dsn = cli.sentry_dsn;
     match cli.role {
-        Role::Gateway(args) => gateway::run(args),
-        Role::Shop(args) => shop::run(args),
+        Role::Gateway(args) => gateway::run(args, dsn),
+        Role::Shop(args) => shop::run(args, dsn),
         Role::Migrate(args) => shop::migrate(args),
-        Role::Worker(args) => worker::run(args),
+        Role::Worker(args) => worker::run(args, dsn),
         Role::Jobs(args) => jobs::run(args),
         Role::Up(args) => up::run(args),
         Role::Storm(args) => storm::run(args),
@@ -92,11 +102,16 @@ fn init_logging(filter: &str, format: LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Pretty => subscriber.init(),
-        LogFormat::Json => subscriber.json().init(),
-    }
+    use tracing_subscriber::fmt::layer as lines;
+    let pretty = matches!(format, LogFormat::Pretty).then(|| lines().with_writer(std::io::stderr));
+    let json =
+        matches!(format, LogFormat::Json).then(|| lines().json().with_writer(std::io::stderr));
+    // The Sentry layer is always there and idle until a role starts
+    // reporting (`reports`), once it has read its DSN.
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(pretty)
+        .with(json)
+        .with(stampede_telemetry::sentry::layer())
+        .init();
 }

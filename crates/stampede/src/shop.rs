@@ -9,6 +9,7 @@ use stampede_shop::config::ADMIN_TOKEN_ENV;
 use stampede_shop::{Config, Flags, Shop};
 use stampede_store::{Db, DbOptions, migrate};
 
+use crate::reports;
 use crate::signal::Signals;
 
 /// Exit code for a configuration that cannot be run (as for the gateway).
@@ -57,7 +58,7 @@ pub(crate) struct MigrateArgs {
     database_url: String,
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
+pub(crate) fn run(args: Args, sentry_dsn: Option<String>) -> ExitCode {
     let flags = Flags {
         listen: args.listen,
         database_url: args.database_url,
@@ -73,6 +74,13 @@ pub(crate) fn run(args: Args) -> ExitCode {
             eprintln!("stampede shop: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
+    };
+    let file_dsn = config.sentry_dsn.as_deref();
+    // Held until the node has stopped: dropping it flushes the reports.
+    // Before `--check` returns, so that a bad `--sentry-dsn` fails it.
+    let _reports = match reports::start("shop", &config.node_name, sentry_dsn, file_dsn) {
+        Ok(reports) => reports,
+        Err(code) => return code,
     };
     if args.check {
         println!("configuration ok");

@@ -7,6 +7,7 @@ use anyhow::Context;
 use stampede_store::{Db, DbOptions, migrate};
 use stampede_worker::{Settings, Worker};
 
+use crate::reports;
 use crate::shop::{exit_code, runtime};
 use crate::signal::Signals;
 
@@ -52,7 +53,16 @@ pub(crate) struct Args {
     expire_every: Duration,
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
+pub(crate) fn run(args: Args, sentry_dsn: Option<String>) -> ExitCode {
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| Settings::default().name);
+    // Held until the worker has stopped: dropping it flushes the reports.
+    let _reports = match reports::start("worker", &name, sentry_dsn, None) {
+        Ok(reports) => reports,
+        Err(code) => return code,
+    };
     exit_code("worker", runtime().and_then(|rt| rt.block_on(serve(args))))
 }
 

@@ -107,6 +107,14 @@ fn exported(text: &str) -> BTreeSet<String> {
     names
 }
 
+/// The value of `series` (a name with its labels, as rendered) in a
+/// `/metrics` text.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 async fn scrape(admin: SocketAddr) -> String {
     Api::new(&format!("http://{admin}"))
         .get("/metrics")
@@ -152,6 +160,14 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         .start()
         .await;
     some_traffic(&gateway.url("")).await;
+    // Every request that reached the store waited for one of its
+    // connections, however briefly.
+    let shop_metrics = scrape(shop_admin).await;
+    let waits = value(
+        &shop_metrics,
+        "stampede_shop_db_acquire_seconds_count{pool=\"primary\"}",
+    );
+    assert!(waits.unwrap_or(0.0) >= 5.0, "{shop_metrics}");
     // Started after the sale began, so that its first reading of the
     // ledger already has the sku.
     let worker = WorkerProcess::start(&db.url, "w1", &["--admin-listen", "127.0.0.1:0"]).await;
@@ -251,4 +267,309 @@ async fn a_json_shop_logs_each_request_with_its_id() {
         assert_eq!(field["node"], "shop-j", "{field}");
         assert!(field["latency_ms"].is_number(), "{field}");
     }
+}
+
+/// The JSON log lines of `process` at WARN or ERROR that carry the
+/// request id `id` (in their `span`, the request's).
+fn error_lines(process: &support::Process, id: &str) -> Vec<Value> {
+    process
+        .stderr()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("every line is JSON"))
+        .filter(|event| event["span"]["request_id"] == id)
+        .filter(|event| event["level"] == "WARN" || event["level"] == "ERROR")
+        .collect()
+}
+
+/// [`error_lines`], waiting up to 10 s for one to come.
+async fn wait_error_lines(process: &support::Process, id: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = error_lines(process, id);
+        if !lines.is_empty() || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `method path` with the request id `id`: its status.
+async fn call_as(api: &mut Api, id: &str, method: hyper::Method, path: &str, body: &Value) -> u16 {
+    let body = (method == hyper::Method::POST).then_some(body);
+    let reply = api.call(method, path, body, &[("x-request-id", id)]).await;
+    assert_eq!(reply.headers["x-request-id"], id, "the id goes back");
+    reply.status.as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_while_serving_a_request_are_logged_with_its_id_route_and_cause() {
+    let db = TestDb::sqlite().await;
+    let shop = ShopNode::start_args(&db.url, "shop-e", "", "", &["--log-format", "json"]).await;
+    let mut admin = Api::admin(&shop.url(""));
+    assert_eq!(admin.create_users("u", 1).await.status, 201);
+    assert_eq!(admin.create_product("ERR-2", 5, 5).await.status, 201);
+    let mut api = Api::new(&shop.url(""));
+    assert_eq!(api.login("u0", PASSWORD).await.status, 200);
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let reply = api.order("ERR-2", 1, None).await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        orders.push(reply.json()["order_id"].as_str().expect("id").to_owned());
+    }
+
+    // The database turns against the node, as a hand edit or a failing
+    // disk would: a row no code path writes, and tables that refuse new
+    // rows.
+    let lost = format!(
+        "UPDATE orders SET status = 'lost' WHERE order_id = '{}'",
+        orders[1]
+    );
+    let sql = [
+        lost,
+        "CREATE TRIGGER no_orders BEFORE INSERT ON orders \
+         BEGIN SELECT RAISE(ABORT, 'orders refused by the test'); END"
+            .to_owned(),
+        "CREATE TRIGGER no_jobs BEFORE INSERT ON jobs \
+         BEGIN SELECT RAISE(ABORT, 'jobs refused by the test'); END"
+            .to_owned(),
+    ];
+    for statement in sql {
+        sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(db.db.pool())
+            .await
+            .expect(&statement);
+    }
+    let none = json!({});
+    let order_body = json!({ "sku": "ERR-2", "quantity": 1 });
+    let pay_body = json!({ "payment_token": "tok_ok" });
+    let pay = format!("/api/v1/orders/{}/pay", orders[0]);
+    let corrupt = format!("/api/v1/orders/{}", orders[1]);
+    let cases = [
+        // id, method, path, body, status, level, route, the cause's words
+        (
+            "req-corrupt",
+            "GET",
+            corrupt.as_str(),
+            &none,
+            500,
+            "ERROR",
+            "/api/v1/orders/{id}",
+            "unknown order status `lost`",
+        ),
+        (
+            "req-order",
+            "POST",
+            "/api/v1/orders",
+            &order_body,
+            503,
+            "WARN",
+            "/api/v1/orders",
+            "orders refused by the test",
+        ),
+        (
+            "req-pay",
+            "POST",
+            pay.as_str(),
+            &pay_body,
+            503,
+            "WARN",
+            "/api/v1/orders/{id}/pay",
+            "jobs refused by the test",
+        ),
+    ];
+    for (id, method, path, body, status, level, route, cause) in cases {
+        let method = hyper::Method::from_bytes(method.as_bytes()).expect("method");
+        assert_eq!(
+            call_as(&mut api, id, method, path, body).await,
+            status,
+            "{id}"
+        );
+        let lines = wait_error_lines(&shop, id).await;
+        let line = lines
+            .first()
+            .unwrap_or_else(|| panic!("no WARN or ERROR line with {id}:\n{}", shop.stderr()));
+        assert_eq!(line["level"], level, "{line}");
+        assert_eq!(line["span"]["route"], route, "{line}");
+        let error = line["fields"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(cause), "the cause is logged: {line}");
+    }
+    // A request that went well logs nothing but its access line.
+    assert_eq!(
+        call_as(
+            &mut api,
+            "req-fine",
+            hyper::Method::GET,
+            "/api/v1/products/ERR-2",
+            &none
+        )
+        .await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(error_lines(&shop, "req-fine").is_empty());
+}
+
+/// Envelopes received: `"{project} {X-Sentry-Auth}"` and the body.
+type Envelopes = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A Sentry ingest on 127.0.0.1 that records every envelope posted to
+/// it, with its `X-Sentry-Auth`.
+struct FakeSentry {
+    addr: SocketAddr,
+    envelopes: Envelopes,
+}
+
+impl FakeSentry {
+    async fn start() -> FakeSentry {
+        use axum::extract::{Path, State};
+        let envelopes = std::sync::Arc::default();
+        let record = |State(seen): State<Envelopes>,
+                      Path(project): Path<String>,
+                      headers: hyper::HeaderMap,
+                      body: String| async move {
+            let auth = headers
+                .get("x-sentry-auth")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if let Ok(mut seen) = seen.lock() {
+                seen.push((format!("{project} {auth}"), body));
+            }
+            "{}"
+        };
+        let app = axum::Router::new()
+            .route("/api/{project}/envelope/", axum::routing::post(record))
+            .with_state(std::sync::Arc::clone(&envelopes));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeSentry { addr, envelopes }
+    }
+
+    fn dsn(&self) -> String {
+        format!("http://testkey@{}/42", self.addr)
+    }
+
+    /// The events received: each envelope's item that has `tags`.
+    fn events(&self) -> Vec<(String, Value)> {
+        let envelopes = self.envelopes.lock().map(|e| e.clone()).unwrap_or_default();
+        envelopes
+            .iter()
+            .flat_map(|(auth, body)| {
+                body.lines()
+                    .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                    .filter(|item| item.get("tags").is_some())
+                    .map(move |event| (auth.clone(), event))
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_go_to_sentry_with_the_request_id_only_where_a_dsn_is_set() {
+    let sentry = FakeSentry::start().await;
+    let db = TestDb::sqlite().await;
+    let top = format!("sentry_dsn = {}", Value::from(sentry.dsn()));
+    let reporting = ShopNode::start_with(&db.url, "shop-s", &top, "").await;
+    let quiet = ShopNode::start(&db.url, "shop-q", "").await;
+    let mut admin = Api::admin(&reporting.url(""));
+    assert_eq!(admin.create_users("u", 1).await.status, 201);
+    assert_eq!(admin.create_product("SEN-1", 5, 5).await.status, 201);
+    let mut api = Api::new(&reporting.url(""));
+    assert_eq!(api.login("u0", PASSWORD).await.status, 200);
+    let reply = api.order("SEN-1", 1, None).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let order = reply.json()["order_id"].as_str().expect("id").to_owned();
+    sqlx::query("UPDATE orders SET status = 'lost'")
+        .execute(db.db.pool())
+        .await
+        .expect("a row no code path writes");
+    let path = format!("/api/v1/orders/{order}");
+    let none = json!({});
+    assert_eq!(
+        call_as(&mut api, "req-sentry", hyper::Method::GET, &path, &none).await,
+        500
+    );
+    // The same failure on the node without a DSN (the session is in the
+    // shared store, so the same client works there).
+    let mut quiet_api = api.via(&quiet.url(""));
+    assert_eq!(
+        call_as(
+            &mut quiet_api,
+            "req-quiet",
+            hyper::Method::GET,
+            &path,
+            &none
+        )
+        .await,
+        500
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = sentry.events();
+        if !events.is_empty() || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (auth, event) = events.first().expect("an event reached the fake Sentry");
+    assert!(auth.starts_with("42 Sentry sentry_key=testkey"), "{auth}");
+    // Sentry's default level, left out of the JSON.
+    assert!(
+        event.get("level").is_none_or(|level| level == "error"),
+        "{event}"
+    );
+    assert_eq!(event["message"], "store error", "{event}");
+    assert_eq!(event["tags"]["request_id"], "req-sentry", "{event}");
+    assert_eq!(event["tags"]["route"], "/api/v1/orders/{id}", "{event}");
+    assert_eq!(event["server_name"], "shop-s", "{event}");
+    let error = event["extra"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("unknown order status `lost`"), "{event}");
+    // Nothing else came: not the other node's failure, nor a WARN.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sentry.events().len(), 1, "{:?}", sentry.events());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_sentry_dsn_is_refused_naming_where_it_came_from() {
+    let db = TestDb::sqlite().await;
+    let mut worker = stampede("worker");
+    worker.args([
+        "--database-url",
+        &db.url,
+        "--sentry-dsn",
+        "https://k@sentry.example/1",
+    ]);
+    let run = support::run_to_end(worker, "stampede worker").await;
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--sentry-dsn (or SENTRY_DSN)") && run.stderr.contains("Sentry Relay"),
+        "{}",
+        run.stderr
+    );
+    let config = support::TempFile::new("toml", "sentry_dsn = \"nope\"\n");
+    let shop = |env_dsn: Option<&str>, file: bool| {
+        let mut shop = stampede("shop");
+        shop.args(["--database-url", &db.url, "--check"])
+            .env("STAMPEDE_ADMIN_TOKEN", support::shop::ADMIN_TOKEN);
+        if let Some(dsn) = env_dsn {
+            shop.env("SENTRY_DSN", dsn);
+        }
+        if file {
+            shop.arg("--config").arg(&config.0);
+        }
+        support::run_to_end(shop, "stampede shop")
+    };
+    for (env_dsn, file, named) in [
+        (None, true, "`sentry_dsn`"),
+        (Some("not a dsn"), false, "--sentry-dsn (or SENTRY_DSN)"),
+    ] {
+        let run = shop(env_dsn, file).await;
+        assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+        assert!(run.stderr.contains(named), "{named}: {}", run.stderr);
+    }
+    let fine = shop(Some("http://k@127.0.0.1:9/1"), false).await;
+    assert!(fine.status.success(), "{}", fine.stderr);
 }

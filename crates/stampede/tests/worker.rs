@@ -128,10 +128,11 @@ async fn payments_settle_once_and_confirmations_follow() {
     })
     .await;
     for wanted in [
-        r#"stampede_worker_jobs_total{kind="payment",outcome="completed"} 3"#,
-        r#"stampede_worker_jobs_total{kind="confirm",outcome="completed"} 2"#,
-        r#"stampede_worker_job_seconds_bucket{kind="payment""#,
-        r#"stampede_worker_job_attempt_count{kind="payment"} 3"#,
+        r#"stampede_worker_jobs_total{queue="payments",kind="payment",outcome="completed"} 3"#,
+        r#"stampede_worker_jobs_total{queue="payments",kind="confirm",outcome="completed"} 2"#,
+        r#"stampede_worker_job_seconds_bucket{queue="payments",kind="payment""#,
+        r#"stampede_worker_job_wait_seconds_count{queue="payments",kind="payment"} 3"#,
+        r#"stampede_worker_job_attempt_count{queue="payments",kind="payment"} 3"#,
         r#"stampede_worker_queue_jobs{queue="payments",state="#,
     ] {
         assert!(metrics.contains(wanted), "no `{wanted}` in:\n{metrics}");
@@ -293,6 +294,44 @@ async fn a_dead_job_is_listed_and_retried_with_stampede_jobs() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_dead_jobs_and_waits_are_counted_per_queue() {
+    let db = TestDb::sqlite().await;
+    // No handler for the kind: attempt 1 fails and is retried after the
+    // backoff (about a second), attempt 2 fails for good.
+    let job = stampede_jobs::NewJob {
+        max_attempts: 2,
+        ..stampede_jobs::NewJob::new("default", "no_such_kind", "{}")
+    };
+    stampede_jobs::queue::enqueue(db.db.pool(), &job)
+        .await
+        .expect("enqueue")
+        .expect("new");
+    let worker = WorkerProcess::start(&db.url, "w1", &["--admin-listen", "127.0.0.1:0"]).await;
+    let admin = worker.admin.expect("admin listener");
+    let labels = r#"{queue="default",kind="no_such_kind""#;
+    let dead = format!(r#"stampede_worker_jobs_total{labels},outcome="dead"}} 1"#);
+    let metrics = eventually(Duration::from_secs(10), "the job to die", || async {
+        let text = Api::new(&format!("http://{admin}"))
+            .get("/metrics")
+            .await
+            .text();
+        text.contains(&dead).then_some(text)
+    })
+    .await;
+    for wanted in [
+        format!(r#"stampede_worker_jobs_total{labels},outcome="retrying"}} 1"#),
+        format!("stampede_worker_job_wait_seconds_count{labels}}} 2"),
+        format!("stampede_worker_job_seconds_count{labels}}} 2"),
+    ] {
+        assert!(metrics.contains(&wanted), "no `{wanted}` in:\n{metrics}");
+    }
+    // Each run was started well within the test's time: both waits are in
+    // the buckets under 10 s.
+    let under_ten = format!(r#"stampede_worker_job_wait_seconds_bucket{labels},le="10"}} 2"#);
+    assert!(metrics.contains(&under_ten), "{metrics}");
 }
 
 /// Pays `VAX-001`'s first order of a new buyer with `tok_slow` (2 s) and

@@ -1,10 +1,19 @@
-//! The [`Db`] handle: one sqlx pool over SQLite or PostgreSQL, and the few
-//! places where the two engines must be told apart.
+//! The [`Db`] handle: one sqlx pool over SQLite or PostgreSQL, the few
+//! places where the two engines must be told apart, and how long callers
+//! wait for the pool's connections.
+//!
+//! sqlx keeps no measure of that wait, so [`Db::acquire`] (and the
+//! transactions, which begin on a connection it acquired) times it: two
+//! clock reads and a histogram's atomic add per acquisition, recorded when
+//! the role names a histogram ([`DbOptions::acquire_metric`]). Queries on
+//! the request path run on such a connection rather than on the bare pool.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use metrics::Histogram;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
 
 use crate::StoreError;
 
@@ -57,6 +66,10 @@ pub struct DbOptions {
     /// How long any connection lives before it is replaced (`None`:
     /// forever); bounds what a server-side leak or a moved DNS name costs.
     pub max_lifetime: Option<Duration>,
+    /// The histogram (in seconds, labelled `pool`: `primary`,
+    /// `replica-1`, ...) of how long [`Db::acquire`] waits for a
+    /// connection; `None` records nothing.
+    pub acquire_metric: Option<&'static str>,
 }
 
 impl Default for DbOptions {
@@ -67,6 +80,7 @@ impl Default for DbOptions {
             // sqlx's own defaults.
             idle_timeout: Some(Duration::from_secs(10 * 60)),
             max_lifetime: Some(Duration::from_secs(30 * 60)),
+            acquire_metric: None,
         }
     }
 }
@@ -76,6 +90,8 @@ impl Default for DbOptions {
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    /// Waits for a connection (a no-op without an `acquire_metric`).
+    acquire_wait: Histogram,
 }
 
 impl Db {
@@ -87,6 +103,16 @@ impl Db {
     /// disk before it returns, which is what makes a `201` durable) and waits
     /// up to five seconds for another process's write lock.
     pub fn connect_lazy(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
+        Self::connect_named(url, options, "primary")
+    }
+
+    /// [`Db::connect_lazy`] for the pool `name` (the `pool` label of its
+    /// acquisition waits).
+    pub(crate) fn connect_named(
+        url: &str,
+        options: &DbOptions,
+        name: &str,
+    ) -> Result<Self, StoreError> {
         let dialect = Dialect::from_url(url)?;
         install_default_drivers();
         let url = match dialect {
@@ -110,7 +136,15 @@ impl Db {
         let pool = pool
             .connect_lazy(&url)
             .map_err(|e| StoreError::Url(format!("bad database URL `{}`: {e}", redact(&url))))?;
-        Ok(Self { pool, dialect })
+        let acquire_wait = options.acquire_metric.map_or_else(
+            Histogram::noop,
+            |metric| metrics::histogram!(metric, "pool" => name.to_owned()),
+        );
+        Ok(Self {
+            pool,
+            dialect,
+            acquire_wait,
+        })
     }
 
     /// The engine behind this handle.
@@ -118,9 +152,33 @@ impl Db {
         self.dialect
     }
 
-    /// The pool, for queries that need no transaction.
+    /// The pool, for queries off the request path (whose waits for a
+    /// connection are not measured).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A connection of the pool, timing the wait for it (a timed-out wait
+    /// included).
+    pub async fn acquire(&self) -> Result<PoolConnection<Any>, StoreError> {
+        let started = Instant::now();
+        let connection = self.pool.acquire().await;
+        self.acquire_wait.record(started.elapsed().as_secs_f64());
+        Ok(connection?)
+    }
+
+    /// Begins a transaction with `statement` (`None`: a plain `BEGIN`) on
+    /// a connection of [`Db::acquire`], so that only the wait for the
+    /// connection is timed, not a SQLite `BEGIN IMMEDIATE`'s wait for the
+    /// write lock. (`Transaction::begin` is what sqlx's own `Pool::begin`
+    /// calls; it is public but hidden from sqlx's docs.)
+    async fn begin_with(
+        &self,
+        statement: Option<&'static str>,
+    ) -> Result<Transaction<'static, Any>, StoreError> {
+        let connection = self.acquire().await?;
+        let statement = statement.map(SqlSafeStr::into_sql_str);
+        Ok(Transaction::begin(connection, statement).await?)
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write
@@ -128,26 +186,22 @@ impl Db {
     /// asked for the lock later could fail with `SQLITE_BUSY` instead of
     /// waiting, whenever another process wrote in between.
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        let tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
-        };
-        Ok(tx)
+        self.begin_with(match self.dialect {
+            Dialect::Sqlite => Some("BEGIN IMMEDIATE"),
+            Dialect::Postgres => None,
+        })
+        .await
     }
 
     /// Begins a read-only transaction in which every query sees the same
     /// snapshot (PostgreSQL's default isolation would give each statement
     /// its own; a SQLite read transaction is a snapshot already).
     pub async fn begin_snapshot(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        let tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin().await?,
-            Dialect::Postgres => {
-                self.pool
-                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await?
-            }
-        };
-        Ok(tx)
+        self.begin_with(match self.dialect {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        })
+        .await
     }
 
     /// True while the store answers a trivial query within a second; it

@@ -10,7 +10,7 @@ pub enum StoreError {
     /// refused, pool timeout, I/O error): the caller should answer `503`
     /// and may retry later; nothing was committed.
     #[error("the store is unavailable: {0}")]
-    Unavailable(sqlx::Error),
+    Unavailable(#[source] sqlx::Error),
     /// A row with the same key already exists.
     #[error("already exists")]
     Conflict,

@@ -21,7 +21,7 @@ pub async fn failures(
     for bucket in buckets {
         query = query.bind(*bucket);
     }
-    let rows = query.fetch_all(db.pool()).await?;
+    let rows = query.fetch_all(&mut *db.acquire().await?).await?;
     let mut counts = vec![0; buckets.len()];
     for row in rows {
         let bucket: String = row.try_get(0)?;
@@ -47,7 +47,7 @@ pub async fn record_failure(
     for bucket in buckets {
         query = query.bind(*bucket).bind(window_start);
     }
-    query.execute(db.pool()).await?;
+    query.execute(&mut *db.acquire().await?).await?;
     Ok(())
 }
 
@@ -55,7 +55,7 @@ pub async fn record_failure(
 pub async fn purge(db: &Db, before: i64) -> Result<u64, StoreError> {
     let done = sqlx::query("DELETE FROM login_failures WHERE window_start < $1")
         .bind(before)
-        .execute(db.pool())
+        .execute(&mut *db.acquire().await?)
         .await?;
     Ok(done.rows_affected())
 }

@@ -133,7 +133,7 @@ pub async fn get_for_user(
     let row = sqlx::query(select!("WHERE order_id = $1 AND username = $2"))
         .bind(order_id)
         .bind(username)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.acquire().await?)
         .await?;
     row.as_ref().map(from_row).transpose()
 }
@@ -145,7 +145,7 @@ pub async fn list_for_user(db: &Db, username: &str) -> Result<Vec<Order>, StoreE
     ))
     .bind(username)
     .bind(LIST_LIMIT)
-    .fetch_all(db.pool())
+    .fetch_all(&mut *db.acquire().await?)
     .await?;
     rows.iter().map(from_row).collect()
 }
@@ -323,7 +323,7 @@ pub async fn confirm(db: &Db, order_id: &str) -> Result<bool, StoreError> {
     )
     .bind(order_id)
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(&mut *db.acquire().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -358,7 +358,7 @@ pub async fn prune_idempotency_keys(db: &Db, before: i64, limit: i64) -> Result<
     )
     .bind(before)
     .bind(limit)
-    .execute(db.pool())
+    .execute(&mut *db.acquire().await?)
     .await?;
     Ok(done.rows_affected())
 }
@@ -367,7 +367,7 @@ pub async fn prune_idempotency_keys(db: &Db, before: i64, limit: i64) -> Result<
 pub async fn charges(db: &Db, order_id: &str) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT COUNT(*) FROM charges WHERE order_id = $1")
         .bind(order_id)
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.acquire().await?)
         .await?;
     Ok(row.try_get(0)?)
 }
@@ -393,7 +393,7 @@ pub async fn remembered(
     )
     .bind(username)
     .bind(key)
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut *db.acquire().await?)
     .await?;
     row.map(|row| {
         Ok(Remembered {

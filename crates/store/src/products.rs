@@ -66,7 +66,7 @@ pub async fn create(db: &Db, new: &NewProduct) -> Result<Product, StoreError> {
     .bind(product.per_user_limit)
     .bind(product.sale_starts_at)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *db.acquire().await?)
     .await?;
     Ok(product)
 }
@@ -85,7 +85,7 @@ macro_rules! select {
 pub async fn get(db: &Db, sku: &str) -> Result<Option<Product>, StoreError> {
     let row = sqlx::query(select!("WHERE sku = $1"))
         .bind(sku)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.acquire().await?)
         .await?;
     row.as_ref().map(from_row).transpose()
 }
@@ -93,7 +93,7 @@ pub async fn get(db: &Db, sku: &str) -> Result<Option<Product>, StoreError> {
 /// Every product, by sku.
 pub async fn list(db: &Db) -> Result<Vec<Product>, StoreError> {
     let rows = sqlx::query(select!("ORDER BY sku"))
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.acquire().await?)
         .await?;
     rows.iter().map(from_row).collect()
 }

@@ -101,7 +101,8 @@ impl Replicas {
         };
         let replicas = replica_urls
             .iter()
-            .map(|url| Replica::connect(url, &options))
+            .enumerate()
+            .map(|(i, url)| Replica::connect(url, &options, &format!("replica-{}", i + 1)))
             .collect::<Result<Vec<_>, _>>()?;
         let inner = Arc::new(Inner {
             primary,
@@ -247,7 +248,8 @@ enum Health {
 }
 
 impl Replica {
-    fn connect(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
+    /// The replica at `url`, its pool named `name` in metrics.
+    fn connect(url: &str, options: &DbOptions, name: &str) -> Result<Self, StoreError> {
         if Dialect::from_url(url)? != Dialect::Postgres {
             return Err(StoreError::Url(format!(
                 "read replica `{}` is not a PostgreSQL URL (postgres://USER@HOST/DB)",
@@ -255,7 +257,7 @@ impl Replica {
             )));
         }
         Ok(Self {
-            db: Db::connect_lazy(url, options)?,
+            db: Db::connect_named(url, options, name)?,
             name: redact(url),
             state: Mutex::new(State {
                 current_as_of: None,

@@ -20,7 +20,7 @@ pub async fn create(
         .bind(username)
         .bind(now_ms())
         .bind(expires_at)
-        .execute(db.pool())
+        .execute(&mut *db.acquire().await?)
         .await?;
     Ok(())
 }
@@ -50,7 +50,7 @@ pub async fn usernames(
     for hash in token_hashes.iter().chain(padding) {
         query = query.bind(*hash);
     }
-    let rows = query.fetch_all(db.pool()).await?;
+    let rows = query.fetch_all(&mut *db.acquire().await?).await?;
     rows.iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect()
@@ -60,7 +60,7 @@ pub async fn usernames(
 pub async fn delete(db: &Db, token_hash: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash)
-        .execute(db.pool())
+        .execute(&mut *db.acquire().await?)
         .await?;
     Ok(())
 }
@@ -69,7 +69,7 @@ pub async fn delete(db: &Db, token_hash: &str) -> Result<(), StoreError> {
 pub async fn purge_expired(db: &Db) -> Result<u64, StoreError> {
     let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
         .bind(now_ms())
-        .execute(db.pool())
+        .execute(&mut *db.acquire().await?)
         .await?;
     Ok(done.rows_affected())
 }

@@ -33,7 +33,7 @@ pub async fn create_all(db: &Db, users: &[(String, String)]) -> Result<(), Store
 pub async fn password_hash(db: &Db, username: &str) -> Result<Option<String>, StoreError> {
     let row = sqlx::query("SELECT password_hash FROM users WHERE username = $1")
         .bind(username)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.acquire().await?)
         .await?;
     Ok(row.map(|row| row.try_get(0)).transpose()?)
 }

@@ -1,6 +1,7 @@
-//! The worker's admin listener: `/metrics` for Prometheus (job outcomes and
-//! durations by kind, queue depths by queue and state, the sale's ledger)
-//! and `/healthz`.
+//! The worker's admin listener: `/metrics` for Prometheus (job outcomes,
+//! waits and durations by queue and kind, recorded where jobs run, in
+//! `run`; queue depths by queue and state; the sale's ledger) and
+//! `/healthz`.
 //!
 //! Besides what it runs, the worker reports two things it reads from the
 //! store in the background, being the role that already works there
@@ -24,13 +25,7 @@ use axum::routing::get;
 use stampede_jobs::admin;
 use stampede_store::stats::{self, SkuStats};
 use stampede_store::{Db, OrderStatus};
-use stampede_telemetry::PrometheusHandle;
 use tokio::net::TcpListener;
-
-/// Buckets of `stampede_worker_job_seconds`: from a no-op to a slow payment.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
 
 /// How often queue depths are read into gauges.
 const DEPTH_EVERY: Duration = Duration::from_secs(5);
@@ -50,19 +45,13 @@ const SALE_ORDERED: &str = "stampede_worker_sale_ordered_units";
 /// was oversold (negative) or lost (positive).
 const SALE_DRIFT: &str = "stampede_worker_sale_drift_units";
 
-/// Installs the process-wide Prometheus recorder (see `stampede_telemetry`),
-/// with the job-latency buckets, and returns its handle.
-fn recorder() -> PrometheusHandle {
-    stampede_telemetry::install("stampede_worker_job_seconds", &BUCKETS)
-}
-
 /// Binds `addr` and serves the admin routes, and keeps the depth gauges
 /// current, until the returned tasks are aborted.
 pub(crate) async fn serve(
     addr: SocketAddr,
     db: Db,
 ) -> std::io::Result<(SocketAddr, [tokio::task::JoinHandle<()>; 3])> {
-    let handle = recorder();
+    let handle = stampede_telemetry::install();
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = Router::new()

@@ -13,6 +13,18 @@ use tokio::task::JoinSet;
 
 use crate::Settings;
 
+/// Job runs by `queue`, `kind` and `outcome`: `completed`, `retrying`
+/// (failed, another attempt scheduled), `dead` (out of attempts),
+/// `unreported` (the outcome could not be written).
+const RUNS: &str = "stampede_worker_jobs_total";
+/// Seconds from a job being due (enqueued, or its backoff over) to a
+/// worker starting it, by `queue` and `kind`: how far the workers lag.
+const WAIT: &str = "stampede_worker_job_wait_seconds";
+/// Seconds a job's handler ran, by `queue` and `kind`.
+const RUN: &str = "stampede_worker_job_seconds";
+/// Which attempt each run was, by `queue` and `kind`.
+const ATTEMPT: &str = "stampede_worker_job_attempt";
+
 /// What every loop of one worker shares.
 pub(crate) struct Shared {
     pub(crate) db: Db,
@@ -141,6 +153,9 @@ async fn run_job(
     mut hard: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
+    // Clocks of other hosts set `due_at`: a skew makes a wait negative, 0.
+    let waited = now_ms().saturating_sub(job.due_at).max(0);
+    metrics::histogram!(WAIT, &labels(&job)).record(waited as f64 / 1000.0);
     let Some(handler) = shared.handlers.get(job.kind.as_str()) else {
         let error = format!("this worker has no handler for kind `{}`", job.kind);
         report(&shared, &job, Err(error), started).await;
@@ -177,10 +192,14 @@ async fn heartbeats(shared: &Shared, job: &Job) {
     }
 }
 
+/// The labels of a job's metrics: its `queue` and `kind`.
+fn labels(job: &Job) -> [(&'static str, String); 2] {
+    [("queue", job.queue.clone()), ("kind", job.kind.clone())]
+}
+
 async fn report(shared: &Shared, job: &Job, result: Result<(), String>, started: Instant) {
-    let kind = job.kind.clone();
-    metrics::histogram!("stampede_worker_job_seconds", "kind" => kind.clone())
-        .record(started.elapsed().as_secs_f64());
+    let labels = labels(job);
+    metrics::histogram!(RUN, &labels).record(started.elapsed().as_secs_f64());
     let outcome = match result {
         Ok(()) => complete(shared, job).await.map(|()| "completed"),
         Err(error) => {
@@ -198,10 +217,9 @@ async fn report(shared: &Shared, job: &Job, result: Result<(), String>, started:
         tracing::warn!(job = %job.id, %error, "reporting a job failed");
         "unreported"
     });
-    metrics::histogram!("stampede_worker_job_attempt", "kind" => kind.clone())
-        .record(job.attempt as f64);
-    metrics::counter!("stampede_worker_jobs_total", "kind" => kind, "outcome" => outcome)
-        .increment(1);
+    metrics::histogram!(ATTEMPT, &labels).record(job.attempt as f64);
+    let [queue, kind] = labels;
+    metrics::counter!(RUNS, &[queue, kind, ("outcome", outcome.to_owned())]).increment(1);
 }
 
 /// Takes back jobs whose worker went silent, every half visibility timeout.

@@ -15,7 +15,7 @@ use stampede_store::products::{self, NewProduct};
 use stampede_store::stats::{self, SkuStats};
 use stampede_store::{OrderStatus, StoreError, now_ms, users};
 
-use super::error::ApiError;
+use super::error::{ApiError, Chain};
 use super::json::{self, Admin, Json};
 use super::model::{ProductBody, parse_rfc3339};
 use crate::App;
@@ -83,7 +83,7 @@ pub(crate) async fn create_users(
         .map(|u| (u.username, u.password))
         .unzip();
     let hashes = app.passwords.hash_all(passwords).await.map_err(|e| {
-        tracing::error!(error = %e, "hashing passwords failed");
+        tracing::error!(error = %Chain(&e), "hashing passwords failed");
         ApiError::Internal
     })?;
     let created = names.len();

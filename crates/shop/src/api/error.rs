@@ -1,5 +1,10 @@
 //! Every error a client can get, as the contract writes it:
-//! `{"error": "<code>", "message": "<human text>"}` with the right status.
+//! `{"error": "<code>", "message": "<human text>"}` with the right status;
+//! and how the details a client is not told are logged.
+//!
+//! Errors are logged where a handler gives up, inside the request's span
+//! (see `observe`), so each line carries the request's id and route; the
+//! error is written with its whole chain of causes ([`Chain`]).
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -123,14 +128,38 @@ impl From<std::sync::Arc<StoreError>> for ApiError {
     }
 }
 
-/// `503` for an outage, `500` for anything else; the details go to the log.
+/// `503` for an outage (logged at WARN: the node is fine, its store is
+/// not), `500` for anything else (at ERROR); the details go to the log.
 pub(crate) fn store_failure(error: &StoreError) -> ApiError {
-    if let StoreError::Unavailable(e) = error {
-        tracing::warn!(error = %e, "store unavailable");
+    let chain = Chain(error);
+    if let StoreError::Unavailable(_) = error {
+        tracing::warn!(error = %chain, "store unavailable");
         ApiError::Unavailable
     } else {
-        tracing::error!(%error, "store error");
+        tracing::error!(error = %chain, "store error");
         ApiError::Internal
+    }
+}
+
+/// An error with its causes, `outer: inner: innermost`, for the log. A
+/// cause whose text its wrapper already shows (`{0}` in a `thiserror`
+/// message) is not repeated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !shown.contains(&text) {
+                shown.push_str(": ");
+                shown.push_str(&text);
+            }
+            cause = error.source();
+        }
+        f.write_str(&shown)
     }
 }
 
@@ -147,5 +176,37 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("placing the order failed")]
+        Quiet(#[source] std::io::Error),
+        #[error("the store is away: {0}")]
+        Telling(#[source] std::io::Error),
+    }
+
+    fn io(text: &str) -> std::io::Error {
+        std::io::Error::other(text.to_owned())
+    }
+
+    #[test]
+    fn a_chain_shows_every_cause_once() {
+        let quiet = Outer::Quiet(io("connection refused"));
+        assert_eq!(
+            Chain(&quiet).to_string(),
+            "placing the order failed: connection refused"
+        );
+        let telling = Outer::Telling(io("connection refused"));
+        assert_eq!(
+            Chain(&telling).to_string(),
+            "the store is away: connection refused"
+        );
+        assert_eq!(Chain(&io("alone")).to_string(), "alone");
     }
 }

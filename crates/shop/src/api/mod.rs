@@ -27,7 +27,7 @@ mod pinning;
 mod products;
 mod session;
 
-pub(crate) use error::ApiError;
+pub(crate) use error::{ApiError, Chain};
 
 /// Every route of the contract.
 pub(crate) fn router(app: Arc<App>) -> Router {

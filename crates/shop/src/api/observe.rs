@@ -2,8 +2,9 @@
 //! its one log line.
 //!
 //! The id is the gateway's `X-Request-Id` (a fresh one when the request
-//! came some other way), sent back on the response and carried by a span
-//! around the handler, so that every error a handler logs names the
+//! came some other way), sent back on the response and carried, with the
+//! route, by a span around the handler (`request{request_id, route}`), so
+//! that every line a handler logs (a store error, a 500) names the
 //! request it failed, and a client's complaint can be found in the logs
 //! of whichever node served it.
 //!
@@ -65,7 +66,11 @@ pub(crate) async fn observe(
     let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     let method = request.method().clone();
     let id_text = id.to_str().unwrap_or_default();
-    let span = tracing::info_span!("request", request_id = id_text);
+    // At ERROR, the most severe level, so that the span is enabled
+    // whatever the filter lets through: at `RUST_LOG=warn` an INFO span
+    // would be filtered out, and the warnings inside it would lose their
+    // request id.
+    let span = tracing::error_span!("request", request_id = id_text, route);
     let mut response = next.run(request).instrument(span).await;
     let elapsed = started.elapsed();
     let status = response.status();

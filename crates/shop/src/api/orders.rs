@@ -15,7 +15,7 @@ use stampede_inventory::{Idempotency, Outcome, Refusal, Reservation, ReserveErro
 use stampede_store::orders::{self, Transition};
 use stampede_store::{Db, OrderStatus, StoreError, now_ms};
 
-use super::error::ApiError;
+use super::error::{ApiError, store_failure};
 use super::json::{self, Json};
 use super::model::OrderBody;
 use super::pinning::{self, Pinned};
@@ -96,7 +96,11 @@ async fn place(
         .await
         .map_err(|e| match e {
             ReserveError::Overloaded => ApiError::Overloaded,
-            ReserveError::Unavailable(_) => ApiError::Unavailable,
+            ReserveError::Store(error) => store_failure(&error),
+            ReserveError::Stopped => {
+                tracing::error!(error = %e, "reservation not answered");
+                ApiError::Unavailable
+            }
         })?;
     if let Some(stock_left) = reply.stock_left
         && app.catalog.saw_stock(&order.sku, stock_left).await

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::error::{ApiError, store_failure};
+use super::error::{ApiError, Chain, store_failure};
 use crate::App;
 use crate::session_lookups::{LookupError, SessionError};
 use axum::extract::FromRequestParts;
@@ -60,7 +60,7 @@ fn session_failure(error: &SessionError) -> ApiError {
     match error {
         SessionError::Store(error) => store_failure(error),
         SessionError::Redis(error) => {
-            tracing::warn!(%error, "sessions unavailable");
+            tracing::warn!(error = %Chain(error), "sessions unavailable");
             ApiError::Unavailable
         }
     }
@@ -97,7 +97,7 @@ pub(crate) async fn start(
 ) -> Result<HeaderValue, ApiError> {
     let mut random = [0u8; 32];
     getrandom::fill(&mut random).map_err(|e| {
-        tracing::error!(error = %e, "no randomness for a session token");
+        tracing::error!(error = %Chain(&e), "no randomness for a session token");
         ApiError::Internal
     })?;
     let token = hex::encode(random);

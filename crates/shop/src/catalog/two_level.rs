@@ -40,6 +40,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stampede_redis::{Redis, cache};
 
+use crate::api::Chain;
 use crate::telemetry::CacheCounters;
 
 /// How long the shared level is left alone after it failed.
@@ -104,7 +105,7 @@ impl Shared {
     fn failed(&self, error: &stampede_redis::RedisError) {
         let mut resting = self.resting_until.lock().unwrap_or_else(|e| e.into_inner());
         if resting.is_none() {
-            tracing::warn!(%error, "Shared cache: Redis failed; loading from the store without it for a second.");
+            tracing::warn!(error = %Chain(error), "Shared cache: Redis failed; loading from the store without it for a second.");
         }
         *resting = Some(Instant::now() + REST_AFTER_FAILURE);
     }

@@ -43,6 +43,18 @@ impl ShopNode {
         top: &str,
         extra: &str,
     ) -> ShopNode {
+        Self::start_args(database_url, name, top, extra, &[]).await
+    }
+
+    /// [`ShopNode::start_with`] with more command-line `args` (such as
+    /// `--log-format json`).
+    pub(crate) async fn start_args(
+        database_url: &str,
+        name: &str,
+        top: &str,
+        extra: &str,
+        args: &[&str],
+    ) -> ShopNode {
         let quote = |s: &str| Value::from(s).to_string();
         let toml = format!(
             "listen = \"127.0.0.1:0\"\ndatabase_url = {}\nnode_name = {}\n{top}\n\
@@ -55,6 +67,7 @@ impl ShopNode {
         command
             .arg("--config")
             .arg(&config.0)
+            .args(args)
             .env("STAMPEDE_ADMIN_TOKEN", ADMIN_TOKEN);
         let mut process = Process::spawn(command, name);
         let line = process
