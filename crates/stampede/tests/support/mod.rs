@@ -6,6 +6,7 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub(crate) mod browser;
 pub(crate) mod origin;
 mod process;
 pub(crate) mod redis;
