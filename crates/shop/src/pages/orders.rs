@@ -105,7 +105,7 @@ pub(super) async fn list(
 ) -> Result<Response, PageError> {
     let user = match visitor.user_or_login("/orders") {
         Ok(user) => user,
-        Err(login) => return Ok(login),
+        Err(login) => return Ok(login.into_response()),
     };
     let orders = all(&app, pinned, user).await?;
     let main = html! {
@@ -150,7 +150,7 @@ pub(super) async fn page(
     let here = format!("/orders/{}", encode(&id));
     let user = match visitor.user_or_login(&here) {
         Ok(user) => user,
-        Err(login) => return Ok(login),
+        Err(login) => return Ok(login.into_response()),
     };
     let order = find(&app, pinned, user, &id).await?;
     let refusal = refused.error.as_deref().and_then(explain);

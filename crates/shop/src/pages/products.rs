@@ -141,7 +141,7 @@ pub(super) async fn buy(
     let here = format!("/products/{}", encode(&sku));
     let user = match visitor.user_or_login(&here) {
         Ok(user) => user.to_owned(),
-        Err(login) => return login,
+        Err(login) => return login.into_response(),
     };
     let order = NewOrder { sku, quantity: 1 };
     match reserve(&app, user, &HeaderMap::new(), order).await {

@@ -47,8 +47,20 @@ impl Visitor {
     }
 
     /// The user, or a redirect to the login form that comes back to `here`.
-    pub(super) fn user_or_login(&self, here: &str) -> Result<&str, Response> {
-        self.user.as_deref().ok_or_else(|| to_login(here))
+    pub(super) fn user_or_login(&self, here: &str) -> Result<&str, LoginFirst> {
+        self.user
+            .as_deref()
+            .ok_or_else(|| LoginFirst(here.to_owned()))
+    }
+}
+
+/// A redirect to the login form that comes back to a path.
+#[derive(Debug)]
+pub(super) struct LoginFirst(String);
+
+impl IntoResponse for LoginFirst {
+    fn into_response(self) -> Response {
+        to_login(&self.0)
     }
 }
 
