@@ -3,8 +3,9 @@
 //! and proxying the rest to a shop node, and a worker running the payment
 //! and confirmation jobs, on SQLite. The scenarios log in, wait for a
 //! countdown, buy, pay and see the order confirmed, meet the per-user
-//! limit and a sold-out product, see a hostile product name as text, and
-//! have a forged cross-site form refused.
+//! limit and a sold-out product, see a hostile product name as text, buy
+//! and pay again with JavaScript off, and have a forged cross-site form
+//! refused.
 
 mod support;
 
@@ -114,21 +115,23 @@ async fn a_buyer_waits_buys_pays_and_meets_every_refusal_in_a_browser() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forged_cross_site_form_is_refused_in_a_browser() {
+async fn forms_work_without_javascript_and_forged_ones_are_refused_in_a_browser() {
     let system = System::start().await;
     let mut admin = system.admin();
-    assert_eq!(admin.create_users("u", 1).await.status, 201);
+    assert_eq!(admin.create_users("u", 2).await.status, 201);
+    assert_eq!(admin.create_product("NOJS-1", 5, 1).await.status, 201);
     assert_eq!(admin.create_product("CSRF-1", 5, 1).await.status, 201);
-    let ran = run_scenario(
-        "storefront-csrf.mjs",
-        &[
+    let env = |user: &str| {
+        [
             ("STAMPEDE_BASE_URL", system.gateway.url("")),
-            ("STAMPEDE_USER", "u0".to_owned()),
+            ("STAMPEDE_USER", user.to_owned()),
             ("STAMPEDE_PASSWORD", PASSWORD.to_owned()),
-        ],
-    )
-    .await;
-    if ran {
-        assert_eq!(admin.stats("CSRF-1").await["reserved"], 0);
+        ]
+    };
+    if !run_scenario("storefront-nojs.mjs", &env("u0")).await {
+        return;
     }
+    assert_eq!(admin.stats("NOJS-1").await["confirmed"], 1);
+    run_scenario("storefront-csrf.mjs", &env("u1")).await;
+    assert_eq!(admin.stats("CSRF-1").await["reserved"], 0);
 }

@@ -271,7 +271,10 @@ async fn assert_storefront_assets_come_from_the_gateway(visitor: &mut Api) {
         asset.header("cache-control").as_deref(),
         Some("public, max-age=31536000, immutable")
     );
-    assert!(asset.header("etag").is_some(), "not the gateway's file: {path}");
+    assert!(
+        asset.header("etag").is_some(),
+        "not the gateway's file: {path}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
