@@ -16,7 +16,7 @@ use stampede_store::{Order, now_ms};
 
 use super::csrf::{Empty, Form};
 use super::products::countdown;
-use super::view::{PageError, Visitor, encode, explain, see_other};
+use super::view::{PageError, Refused, Visitor, encode, explain, see_other};
 use crate::App;
 use crate::api::ApiError;
 use crate::api::model::rfc3339;
@@ -133,19 +133,13 @@ pub(super) async fn list(
     Ok(visitor.page(StatusCode::OK, "My orders", &main))
 }
 
-/// The query of an order page: the refusal a pay or cancel form met.
-#[derive(Debug, Deserialize)]
-pub(super) struct Refused {
-    error: Option<String>,
-}
-
 /// `GET /orders/{id}`: one order, its status live with the script.
 pub(super) async fn page(
     State(app): State<Arc<App>>,
     visitor: Visitor,
     pinned: Pinned,
     Path(id): Path<String>,
-    Query(refused): Query<Refused>,
+    Query(Refused { error }): Query<Refused>,
 ) -> Result<Response, PageError> {
     let here = format!("/orders/{}", encode(&id));
     let user = match visitor.user_or_login(&here) {
@@ -153,7 +147,7 @@ pub(super) async fn page(
         Err(login) => return Ok(login.into_response()),
     };
     let order = find(&app, pinned, user, &id).await?;
-    let refusal = refused.error.as_deref().and_then(explain);
+    let refusal = error.as_deref().and_then(explain);
     let main = html! {
         h1 { "Order " (order.order_id) }
         p {

@@ -13,12 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use maud::{Markup, html};
-use serde::Deserialize;
 use stampede_store::{Product, now_ms};
 
 use super::csrf::{Empty, Form};
 use super::orders::panel;
-use super::view::{PageError, Visitor, encode, explain, price, see_other};
+use super::view::{PageError, Refused, Visitor, encode, explain, price, see_other};
 use crate::App;
 use crate::api::ApiError;
 use crate::api::model::rfc3339;
@@ -64,22 +63,16 @@ fn state(product: &Product, now: i64) -> &'static str {
     }
 }
 
-/// The query of a product page: the refusal a buy without the script met.
-#[derive(Debug, Deserialize)]
-pub(super) struct Refused {
-    error: Option<String>,
-}
-
 /// `GET /products/{sku}`.
 pub(super) async fn page(
     State(app): State<Arc<App>>,
     visitor: Visitor,
     Path(sku): Path<String>,
-    Query(refused): Query<Refused>,
+    Query(Refused { error }): Query<Refused>,
 ) -> Result<Response, PageError> {
     let product = app.catalog.product(&sku).await.map_err(ApiError::from)?;
     let product = Option::as_ref(&product).ok_or(PageError::NotFound("No such product."))?;
-    let main = product_view(&visitor, product, refused.error.as_deref());
+    let main = product_view(&visitor, product, error.as_deref());
     Ok(visitor.page(StatusCode::OK, &product.name, &main))
 }
 

@@ -130,6 +130,12 @@ pub(super) fn price(cents: i64) -> String {
     format!("{sign}${}.{:02}", cents / 100, cents % 100)
 }
 
+/// The query of a page a refused form redirected to: the API's error code.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct Refused {
+    pub(super) error: Option<String>,
+}
+
 /// What a refusal means to a buyer, by the API's error code; `None` for
 /// codes a page does not explain (they get the API's own message).
 pub(super) fn explain(code: &str) -> Option<&'static str> {
