@@ -144,9 +144,7 @@ pub(super) fn explain(code: &str) -> Option<&'static str> {
             "Sold out: every unit is taken. Units of unpaid reservations come back when \
              they expire, so it may be worth another look in a few minutes."
         }
-        "limit_exceeded" => {
-            "You already hold as many of these as one customer may buy. See your orders."
-        }
+        "limit_exceeded" => "You already hold as many of these as one customer may buy.",
         "not_started" => "The sale has not started yet: wait for the countdown.",
         "overloaded" | "unavailable" => {
             "Too many buyers at once right now. Please try again in a moment."
