@@ -20,10 +20,12 @@ use stampede_config::quote;
 mod de;
 mod edge;
 mod files;
+mod ops;
 mod tls;
 
 pub use edge::ResponseCacheConfig;
 pub use files::{Algorithm, CacheConfig, CompressionConfig, FileCacheConfig};
+pub use ops::{ADMIN_TOKEN_ENV, AdminToken, OpsConfig};
 pub(crate) use tls::Certificate;
 pub use tls::{CertificateFiles, TlsConfig};
 
@@ -34,9 +36,18 @@ pub struct Config {
     /// Where clients connect (HTTP/1.1 and h2c with prior knowledge).
     #[serde(default = "defaults::listen", deserialize_with = "de::socket_addr")]
     pub listen: SocketAddr,
-    /// Where `/metrics` and `/healthz` are served; never exposed to clients.
+    /// Where `/metrics`, `/healthz`, the backends' state, drains and the
+    /// operations page are served; never exposed to clients.
     #[serde(default, deserialize_with = "de::opt_socket_addr")]
     pub admin_listen: Option<SocketAddr>,
+    /// The bearer token of the admin listener's `/backends`, drains and
+    /// operations page (`STAMPEDE_ADMIN_TOKEN` wins over it). None: those
+    /// but the page stay open, as before there was a token.
+    #[serde(default, deserialize_with = "ops::admin_token")]
+    pub admin_token: Option<AdminToken>,
+    /// The operations page's sale data; none: the page shows the pools only.
+    #[serde(default)]
+    pub ops: Option<OpsConfig>,
     /// Worker threads, each with its own event loop; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
@@ -718,6 +729,17 @@ impl Config {
         })
     }
 
+    /// Applies the value of `STAMPEDE_ADMIN_TOKEN` (unset or empty: the
+    /// file's `admin_token` stays), checked as the file's would be.
+    pub fn with_admin_token_env(mut self, value: Option<String>) -> Result<Self, ConfigError> {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            let token = AdminToken::new(&value)
+                .map_err(|problem| ConfigError::invalid(ADMIN_TOKEN_ENV, "admin_token", problem))?;
+            self.admin_token = Some(token);
+        }
+        Ok(self)
+    }
+
     /// The number of worker threads to run (resolving 0 to the core count).
     pub fn worker_threads(&self) -> usize {
         match self.workers {
@@ -821,6 +843,15 @@ impl Config {
                 return Err((
                     format!("routes[{i}].path_prefix"),
                     format!("`{}` must start with `/`", route.path_prefix),
+                ));
+            }
+        }
+        if let Some(ops) = &self.ops {
+            self.pool_named(&ops.shop_pool, || "ops.shop_pool".into())?;
+            if self.admin_listen.is_none() {
+                return Err((
+                    "ops".into(),
+                    "the operations page is served on the admin listener: set admin_listen".into(),
                 ));
             }
         }

@@ -83,6 +83,7 @@ impl Ejection {
         }
         let time = self.ejection_time(record);
         pool.set_out(index, Out::Ejected, true);
+        pool.metrics[index].ejected();
         tracing::warn!(pool = %pool.name, backend = %backend.id, failures, ?time, "Backend ejected: its answers keep failing.");
         let (backend, metrics) = (Arc::clone(backend), Arc::clone(&pool.metrics[index]));
         let name = Arc::clone(&pool.name);

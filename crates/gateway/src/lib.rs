@@ -43,7 +43,9 @@
 //!   with a pool's backends in rotation.
 //! - `l4`: `[[tcp]]` listeners, connections balanced over a pool.
 //! - `redirect`: `[[redirect]]` listeners, clients sent to a backend.
-//! - `admin`, [`telemetry`]: the admin listener and the metrics it serves.
+//! - `admin`, [`telemetry`]: the admin listener, the metrics it serves
+//!   and the operations page; `recent` keeps the page's figures over the
+//!   last seconds.
 
 use std::sync::Arc;
 
@@ -66,6 +68,7 @@ mod health;
 mod l4;
 mod pool;
 mod proxy;
+mod recent;
 mod redirect;
 mod retry;
 mod route;

@@ -109,9 +109,15 @@ impl Pool {
                         .expect("a socket address is an authority")
                 })
                 .collect(),
+            // A backend that stays across a reload keeps its figures, so
+            // that the operations page's rates do not start over.
             metrics: backends
                 .iter()
-                .map(|b| Arc::new(BackendMetrics::new(name, &b.id)))
+                .map(|b| {
+                    previous
+                        .and_then(|p| p.metrics_of(&b.id))
+                        .unwrap_or_else(|| Arc::new(BackendMetrics::new(name, &b.id)))
+                })
                 .collect(),
             unassigned: Arc::new(RequestMetrics::new(name, "none")),
             backends,
@@ -139,8 +145,17 @@ impl Pool {
         pool
     }
 
-    /// Chooses a backend for a request from `client`, or `None` when no
-    /// backend is available.
+    /// Whether backend `index` is a backup.
+    pub(crate) fn is_backup(&self, index: usize) -> bool {
+        index >= self.primaries
+    }
+
+    /// The metric handles of the backend named `id`, if the pool has it.
+    fn metrics_of(&self, id: &str) -> Option<Arc<BackendMetrics>> {
+        let index = self.backends.iter().position(|b| b.id == id)?;
+        Some(Arc::clone(&self.metrics[index]))
+    }
+
     /// Sets or clears one reason to keep backend `index` out of rotation,
     /// and publishes whether it is in rotation now.
     pub(crate) fn set_out(&self, index: usize, reason: Out, out: bool) {
@@ -207,6 +222,8 @@ impl Pool {
         })
     }
 
+    /// Chooses a backend for a request from `client`, or `None` when no
+    /// backend is available.
     pub(crate) fn choose(
         &self,
         client: IpAddr,

@@ -5,6 +5,7 @@
 //! backend resolves its handles once, at start, and requests only touch
 //! atomics.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::LowerName;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use stampede_telemetry::PrometheusHandle;
+
+use crate::recent::Tally;
 
 /// Requests answered, by `pool`, `backend` and `status`.
 pub const REQUESTS: &str = "stampede_gateway_requests_total";
@@ -75,6 +78,8 @@ pub(crate) struct RequestMetrics {
     backend: Arc<str>,
     by_status: Box<[OnceLock<Counter>]>,
     duration: Histogram,
+    /// The same requests for the operations page (see `recent`).
+    pub(crate) recent: Tally,
 }
 
 impl RequestMetrics {
@@ -82,6 +87,7 @@ impl RequestMetrics {
         Self {
             by_status: (0..STATUS_SLOTS).map(|_| OnceLock::new()).collect(),
             duration: histogram!(DURATION, &labels(pool, backend)),
+            recent: Tally::default(),
             pool: pool.into(),
             backend: backend.into(),
         }
@@ -91,6 +97,7 @@ impl RequestMetrics {
     pub(crate) fn record(&self, status: u16, elapsed: Duration) {
         self.status_counter(status).increment(1);
         self.duration.record(elapsed.as_secs_f64());
+        self.recent.record(status, elapsed);
     }
 
     fn status_counter(&self, status: u16) -> &Counter {
@@ -114,6 +121,9 @@ pub(crate) struct BackendMetrics {
     /// Resolved on the first L4 connection, so that backends of HTTP-only
     /// pools export no such series.
     tcp_connections: OnceLock<Counter>,
+    /// Passive ejections so far, for the operations page; written only
+    /// when one starts.
+    ejections: AtomicU64,
 }
 
 impl BackendMetrics {
@@ -127,7 +137,18 @@ impl BackendMetrics {
             in_flight: gauge!(BACKEND_IN_FLIGHT, &labels),
             up,
             tcp_connections: OnceLock::new(),
+            ejections: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a passive ejection of the backend.
+    pub(crate) fn ejected(&self) {
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Passive ejections of the backend so far.
+    pub(crate) fn ejections(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
     }
 
     /// Publishes whether the backend is in rotation.

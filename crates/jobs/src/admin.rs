@@ -35,6 +35,50 @@ pub async fn depths(db: &Db) -> Result<Vec<Depth>, StoreError> {
         .collect()
 }
 
+/// One queue's jobs by what they wait for, as the operations page shows
+/// them: `available` jobs split into those due now and those due later (a
+/// retry's backoff, a job scheduled ahead), and no completed ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The queue.
+    pub queue: String,
+    /// Available and due: what workers would claim now.
+    pub ready: i64,
+    /// Available but due later.
+    pub scheduled: i64,
+    /// Claimed by a worker.
+    pub running: i64,
+    /// Out of attempts.
+    pub dead: i64,
+}
+
+/// Every queue that holds an unfinished or dead job, with its depths at
+/// `now` (ms since the epoch).
+pub async fn queue_depths(db: &Db, now: i64) -> Result<Vec<QueueDepth>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT queue,
+                CAST(SUM(CASE WHEN state = 'available' AND run_at <= $1 THEN 1 ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN state = 'available' AND run_at > $1 THEN 1 ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS BIGINT)
+         FROM jobs WHERE state <> 'completed' GROUP BY queue ORDER BY queue",
+    )
+    .bind(now)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(QueueDepth {
+                queue: row.try_get(0)?,
+                ready: row.try_get(1)?,
+                scheduled: row.try_get(2)?,
+                running: row.try_get(3)?,
+                dead: row.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
 /// A job as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobInfo {

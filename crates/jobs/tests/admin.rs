@@ -27,6 +27,11 @@ store_tests! {
             depths,
             [expect("default", "available", 1), expect("default", "dead", 1), expect("default", "running", 1), expect("payments", "available", 1)]
         );
+        let later = NewJob { run_at: Some(stampede_store::now_ms() + 60_000), ..NewJob::new("payments", "later", "") };
+        queue::enqueue(t.db.pool(), &later).await.expect("enqueue");
+        let by_queue = admin::queue_depths(&t.db, stampede_store::now_ms()).await.expect("queue depths");
+        let depth = |queue: &str, ready, scheduled, running, dead| admin::QueueDepth { queue: queue.to_owned(), ready, scheduled, running, dead };
+        assert_eq!(by_queue, [depth("default", 1, 0, 1, 1), depth("payments", 1, 1, 0, 0)]);
         let listed = admin::list(&t.db, Listing::Dead, 10).await.expect("list");
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].last_error.as_deref(), Some("boom"));

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use stampede_gateway::config::ADMIN_TOKEN_ENV;
 use stampede_gateway::{Config, Gateway, QuickFlags};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -47,7 +48,8 @@ pub(crate) struct Args {
     #[arg(long)]
     strategy: Option<String>,
 
-    /// Address of the admin listener serving /metrics and /healthz.
+    /// Address of the admin listener serving /metrics, /healthz and the
+    /// operations page /ops (whose token is $STAMPEDE_ADMIN_TOKEN).
     #[arg(long)]
     admin_listen: Option<String>,
 
@@ -92,7 +94,8 @@ fn load(args: &Args) -> Result<Config, stampede_gateway::ConfigError> {
     if let (Some(workers), Some(_)) = (args.workers, &args.config) {
         config.workers = workers;
     }
-    Ok(config)
+    // A secret is never a flag: flags show in `ps`.
+    config.with_admin_token_env(std::env::var(ADMIN_TOKEN_ENV).ok())
 }
 
 fn serve(config: Config, args: &Args) -> anyhow::Result<()> {
@@ -117,6 +120,7 @@ fn serve(config: Config, args: &Args) -> anyhow::Result<()> {
     }
     if let Some(admin) = gateway.admin_addr() {
         println!("admin (metrics) on http://{admin}/metrics");
+        println!("operations page on http://{admin}/ops");
     }
     if let Some(dns) = gateway.dns_addr() {
         println!("dns on {dns} (udp and tcp)");

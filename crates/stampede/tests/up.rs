@@ -54,6 +54,8 @@ struct Up {
     children: Vec<(String, u32)>,
     /// `http://ADDR` of the gateway.
     url: String,
+    /// `http://ADMIN/ops`, the gateway's operations page.
+    ops: String,
     /// The `admin token:` line, after the label.
     token_note: String,
     /// The `demo users:` line, after the label.
@@ -98,6 +100,8 @@ impl Up {
             "http://{}",
             process.line_after("stampede is up: http://").await
         );
+        let ops = process.line_after("  operations:  ").await;
+        let ops = ops.split_whitespace().next().unwrap_or_default().to_owned();
         let token_note = process.line_after("  admin token: ").await;
         let demo_note = process.line_after("  demo users:  ").await;
         let login = process.line_after("      -d '").await;
@@ -109,6 +113,7 @@ impl Up {
             process,
             children,
             url,
+            ops,
             token_note,
             demo_note,
             login: (field("username"), field("password")),
@@ -298,6 +303,23 @@ async fn the_token_from_the_environment_is_used_and_never_written() {
     assert!(!dir.0.join("admin-token").exists());
     let stats = Api::admin(&up.url).get("/api/v1/admin/stats").await;
     assert_eq!(stats.status, 200, "{}", stats.text());
+    // The gateway has the token too: its operations page reads the sale.
+    let admin = up.ops.strip_suffix("/ops").expect("an /ops URL");
+    let state = Api::admin(admin).get("/ops/state").await;
+    assert_eq!(state.status, 200, "{}", state.text());
+    let state = state.json();
+    assert_eq!(
+        state["pools"][0]["backends"].as_array().map(Vec::len),
+        Some(NODES)
+    );
+    assert_eq!(state["sale"]["available"], true, "{state}");
+    assert!(
+        state["sale"]["skus"]
+            .as_array()
+            .is_some_and(|skus| skus.iter().any(|s| s["sku"] == "DEMO-001")),
+        "{state}"
+    );
+    assert_eq!(Api::new(admin).get("/ops/state").await.status, 401);
     assert!(up.interrupt().await.success());
 }
 

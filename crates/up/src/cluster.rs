@@ -129,7 +129,9 @@ fn gateway(plan: &Plan, shops: &[SocketAddr]) -> Result<Spec, UpError> {
             "--config".to_owned(),
             path.display().to_string(),
         ],
-        admin_token: None,
+        // The shops' token guards the gateway's admin listener too, and
+        // lets its operations page read the sale from them.
+        admin_token: Some(plan.token.secret().to_owned()),
     })
 }
 
@@ -141,9 +143,10 @@ fn gateway(plan: &Plan, shops: &[SocketAddr]) -> Result<Spec, UpError> {
 /// more fail `/readyz` at once, the cause is shared (the database or Redis
 /// is away), so the pool fails open (`panic_threshold`): each node still
 /// answers what it can without that store, such as product pages without
-/// Redis, and answers the rest `503` itself. The storefront's stylesheet
-/// and script come from `assets` (fingerprinted names: cached a year,
-/// `immutable`), compressed, without a trip to a node.
+/// Redis, and answers the rest `503` itself. The operations page (`/ops`
+/// on the admin listener) shows the sale as the shop pool reports it. The
+/// storefront's stylesheet and script come from `assets` (fingerprinted
+/// names: cached a year, `immutable`), compressed, without a trip to a node.
 fn gateway_toml(port: u16, shops: &[SocketAddr], assets: &std::path::Path) -> String {
     let backends: Vec<String> = shops.iter().map(|s| format!("\"{s}\"")).collect();
     let assets = serde_json::Value::from(assets.display().to_string());
@@ -165,7 +168,9 @@ fn gateway_toml(port: u16, shops: &[SocketAddr], assets: &std::path::Path) -> St
          path = \"/readyz\"\n\
          interval = \"1s\"\n\n\
          [pools.shop.retries]\n\
-         max = 1\n",
+         max = 1\n\n\
+         [ops]\n\
+         shop_pool = \"shop\"\n",
         backends.join(", ")
     )
 }
@@ -244,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn the_shops_get_the_token_and_nothing_else_does() {
+    fn the_shops_and_the_gateway_get_the_token_and_nothing_else_does() {
         let plan = plan();
         let shop = shop(&plan, 2);
         assert_eq!(shop.name, "shop-2");
@@ -284,6 +289,9 @@ mod tests {
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
         assert!(pool.health_check.is_some() && pool.retries.is_some());
         assert!((pool.panic_threshold - 0.5).abs() < f64::EPSILON);
+        assert_eq!(config.ops.expect("[ops]").shop_pool, "shop");
+        assert_eq!(gateway.admin_token.as_deref(), Some("secret"));
+        assert!(!gateway.args.iter().any(|a| a.contains("secret")));
         let assets = dir.0.join("assets");
         let route = config
             .routes

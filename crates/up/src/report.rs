@@ -49,6 +49,11 @@ pub(crate) fn render(r: &Ready<'_>) -> String {
         r.database
     );
     let _ = writeln!(out, "  metrics:     http://{}/metrics", r.metrics);
+    let _ = writeln!(
+        out,
+        "  operations:  http://{}/ops (log in with the admin token)",
+        r.metrics
+    );
     let _ = writeln!(out, "  admin token: {}", token_note(r.token));
     let _ = writeln!(out, "  demo users:  {}", demo_note(r.demo));
     out.push_str("  Ctrl-C stops everything.\n\n");
@@ -195,6 +200,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("http://127.0.0.1:9901/metrics"), "{text}");
+        assert!(text.contains("http://127.0.0.1:9901/ops"), "{text}");
         assert!(
             text.contains("in /my data/admin-token (generated now)"),
             "{text}"

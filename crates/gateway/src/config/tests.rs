@@ -746,3 +746,65 @@ fn edge_keys_that_would_do_nothing_are_named() {
         );
     }
 }
+
+#[test]
+fn the_admin_token_and_ops_are_checked_and_named() {
+    let admin = |keys: &str| format!("admin_listen = \"127.0.0.1:0\"\n{keys}\n{GOOD}");
+    let config = Config::from_toml(
+        &admin("admin_token = \"0123456789abcdef\"\nops = { shop_pool = \"web\" }"),
+        "test.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        config.admin_token.as_ref().map(AdminToken::secret),
+        Some("0123456789abcdef")
+    );
+    assert!(
+        !format!("{config:?}").contains("0123456789abcdef"),
+        "Debug hides it"
+    );
+    let e = error(&admin("admin_token = \"short\""));
+    assert!(
+        e.contains("admin_token") && e.contains("16 characters"),
+        "{e}"
+    );
+    let e = error(&admin("admin_token = \"has a space in it, 16+\""));
+    assert!(e.contains("admin_token") && e.contains("visible"), "{e}");
+    let e = error(&admin("ops = { shop_pool = \"shop\" }"));
+    assert!(
+        e.contains("ops.shop_pool") && e.contains("no pool named `shop`"),
+        "{e}"
+    );
+    let e = error(&format!("{GOOD}[ops]\nshop_pool = \"web\"\n"));
+    assert!(e.contains("`ops`") && e.contains("admin_listen"), "{e}");
+}
+
+#[test]
+fn the_environment_token_wins_and_is_checked_too() {
+    let file = format!("admin_token = \"from-the-file-0123\"\n{GOOD}");
+    let config = Config::from_toml(&file, "test.toml").unwrap();
+    let from_env = config
+        .clone()
+        .with_admin_token_env(Some("from-the-environment".into()))
+        .unwrap();
+    assert_eq!(
+        from_env.admin_token.as_ref().map(AdminToken::secret),
+        Some("from-the-environment")
+    );
+    let unset = config
+        .clone()
+        .with_admin_token_env(Some(String::new()))
+        .unwrap();
+    assert_eq!(
+        unset.admin_token, config.admin_token,
+        "empty: the file's stays"
+    );
+    let e = config
+        .with_admin_token_env(Some("short".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(ADMIN_TOKEN_ENV) && e.contains("admin_token") && e.contains("16"),
+        "{e}"
+    );
+}

@@ -1,5 +1,5 @@
-//! The admin calls: bulk users, products, and stats read from the source
-//! of truth. Each needs `Authorization: Bearer <admin token>`.
+//! The admin calls: bulk users, products, and stats and job queue depths
+//! read from the source of truth. Each needs `Authorization: Bearer <admin token>`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stampede_store::products::{self, NewProduct};
 use stampede_store::stats::{self, SkuStats};
-use stampede_store::{OrderStatus, StoreError, users};
+use stampede_store::{OrderStatus, StoreError, now_ms, users};
 
 use super::error::ApiError;
 use super::json::{self, Admin, Json};
@@ -243,6 +243,28 @@ pub(crate) async fn stats(
     let all = stats::all(&app.db).await?;
     let skus: Vec<StatsEntry<'_>> = all.iter().map(StatsEntry::from).collect();
     Ok(json::response(StatusCode::OK, &json!({ "skus": skus })))
+}
+
+/// `GET /api/v1/admin/queues`: every job queue's depth, for the gateway's
+/// operations page (as `stampede jobs` reads it, from the store).
+pub(crate) async fn queues(
+    State(app): State<Arc<App>>,
+    _: AdminToken,
+) -> Result<Response, ApiError> {
+    let depths = stampede_jobs::admin::queue_depths(&app.db, now_ms()).await?;
+    let queues: Vec<serde_json::Value> = depths
+        .iter()
+        .map(|d| {
+            json!({
+                "queue": d.queue,
+                "ready": d.ready,
+                "scheduled": d.scheduled,
+                "running": d.running,
+                "dead": d.dead,
+            })
+        })
+        .collect();
+    Ok(json::response(StatusCode::OK, &json!({ "queues": queues })))
 }
 
 #[cfg(test)]

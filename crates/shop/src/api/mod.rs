@@ -50,6 +50,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/users", post(admin::create_users))
         .route("/api/v1/admin/products", post(admin::create_product))
         .route("/api/v1/admin/stats", get(admin::stats))
+        .route("/api/v1/admin/queues", get(admin::queues))
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))

@@ -12,12 +12,14 @@ use tokio::sync::mpsc;
 
 use super::TIMEOUT;
 
-/// `stampede ROLE` with logs at `warn`, ready to spawn.
+/// `stampede ROLE` with logs at `warn`, ready to spawn; without the
+/// environment's admin token, which each test gives where it means to.
 pub(crate) fn stampede(role: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stampede"));
     command
         .arg(role)
         .env("RUST_LOG", "warn")
+        .env_remove("STAMPEDE_ADMIN_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
