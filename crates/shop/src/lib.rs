@@ -11,6 +11,8 @@
 //! - `api`: the routes, one module per resource, the extractors and
 //!   error bodies they share, and the read-your-writes pinning that sends
 //!   order reads to read replicas (`stampede_store::replicas`).
+//! - `pages`: the storefront, HTML pages over the same functions as the
+//!   API, and [`assets`], its stylesheet and script.
 //! - [`catalog`]: the per-node product cache that is also the sold-out flag.
 //! - `session_lookups`: each request's session read from the store, with
 //!   concurrent reads on a node sharing one query.
@@ -36,11 +38,13 @@ mod api;
 pub mod catalog;
 pub mod config;
 pub mod jobs;
+mod pages;
 pub mod passwords;
 mod session_lookups;
 pub mod telemetry;
 
 pub use config::{Config, Flags};
+pub use pages::assets;
 
 use catalog::Catalog;
 use passwords::Passwords;

@@ -1,7 +1,7 @@
 //! `stampede shop` and `stampede migrate`: flags, config loading and the
 //! process lifecycle of a shop node.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -49,6 +49,11 @@ pub(crate) struct Args {
     /// Log requests slower than this at WARN (e.g. `500ms`) [default: 500ms].
     #[arg(long, value_parser = humantime::parse_duration)]
     slow_request: Option<std::time::Duration>,
+
+    /// Only write the storefront's stylesheet and script (fingerprinted
+    /// names) into DIR, for a gateway's static route, and exit.
+    #[arg(long, value_name = "DIR")]
+    export_assets: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +64,9 @@ pub(crate) struct MigrateArgs {
 }
 
 pub(crate) fn run(args: Args, sentry_dsn: Option<String>) -> ExitCode {
+    if let Some(dir) = &args.export_assets {
+        return exit_code("shop", export_assets(dir));
+    }
     let flags = Flags {
         listen: args.listen,
         database_url: args.database_url,
@@ -87,6 +95,15 @@ pub(crate) fn run(args: Args, sentry_dsn: Option<String>) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     exit_code("shop", runtime().and_then(|rt| rt.block_on(serve(config))))
+}
+
+fn export_assets(dir: &Path) -> anyhow::Result<()> {
+    let written = stampede_shop::assets::export(dir)
+        .with_context(|| format!("writing the assets into {}", dir.display()))?;
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -1,7 +1,8 @@
 //! `stampede up` end to end: the real binary starts its cluster on an
 //! ephemeral port in a temporary data directory; the printed demo session
-//! logs in and buys through the printed URL; one SIGINT stops every process
-//! with exit 0; a second start keeps the data and prints the same session;
+//! logs in and buys through the printed URL, and the storefront's assets
+//! come from the gateway's files; one SIGINT stops every process with
+//! exit 0; a second start keeps the data and prints the same session;
 //! the same on PostgreSQL; and the failures a user meets (a child dying, a
 //! taken port) end `up` with a message that names them.
 
@@ -225,6 +226,7 @@ async fn demo_session_then_restart(database_url: Option<&str>) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_storefront_assets_come_from_the_gateway(&mut buyer).await;
 
     let status = up.interrupt().await;
     assert!(
@@ -257,6 +259,27 @@ async fn demo_session_then_restart(database_url: Option<&str>) {
         again.process.stderr()
     );
     again.assert_children_gone();
+}
+
+/// The storefront's pages link fingerprinted assets, which the gateway
+/// answers from the data directory (with its file validators, which a
+/// node's answer has not) and lets browsers keep for a year.
+async fn assert_storefront_assets_come_from_the_gateway(visitor: &mut Api) {
+    let page = visitor.get("/products/DEMO-001").await;
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    let start = page.find("/assets/app.").expect("an asset link");
+    let path = &page[start..start + page[start..].find('"').expect("a quoted link")];
+    let asset = visitor.get(path).await;
+    assert_eq!(asset.status, 200, "{path}");
+    assert_eq!(
+        asset.header("cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert!(
+        asset.header("etag").is_some(),
+        "not the gateway's file: {path}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,13 +110,18 @@ fn worker(plan: &Plan) -> Spec {
 
 /// The gateway, from a file written into the data directory on every
 /// start (the shop nodes' ports change): a user who wants to see or tune
-/// what `up` runs reads it there.
+/// what `up` runs reads it there. Beside it, the storefront's assets for
+/// its static route.
 fn gateway(plan: &Plan, shops: &[SocketAddr]) -> Result<Spec, UpError> {
     let path = plan.data_dir.join("gateway.toml");
-    std::fs::write(&path, gateway_toml(plan.port, shops)).map_err(|source| UpError::DataDir {
-        path: path.clone(),
-        source,
-    })?;
+    let assets = plan.data_dir.join("assets");
+    let data_dir_error = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |source| UpError::DataDir { path, source }
+    };
+    stampede_shop::assets::export(&assets).map_err(data_dir_error(&assets))?;
+    std::fs::write(&path, gateway_toml(plan.port, shops, &assets))
+        .map_err(data_dir_error(&path))?;
     Ok(Spec {
         name: "gateway".to_owned(),
         args: vec![
@@ -139,14 +144,21 @@ fn gateway(plan: &Plan, shops: &[SocketAddr]) -> Result<Spec, UpError> {
 /// is away), so the pool fails open (`panic_threshold`): each node still
 /// answers what it can without that store, such as product pages without
 /// Redis, and answers the rest `503` itself. The operations page (`/ops`
-/// on the admin listener) shows the sale as the shop pool reports it.
-fn gateway_toml(port: u16, shops: &[SocketAddr]) -> String {
+/// on the admin listener) shows the sale as the shop pool reports it. The
+/// storefront's stylesheet and script come from `assets` (fingerprinted
+/// names: cached a year, `immutable`), compressed, without a trip to a node.
+fn gateway_toml(port: u16, shops: &[SocketAddr], assets: &std::path::Path) -> String {
     let backends: Vec<String> = shops.iter().map(|s| format!("\"{s}\"")).collect();
+    let assets = serde_json::Value::from(assets.display().to_string());
+    let prefix = stampede_shop::assets::PREFIX;
     format!(
         "# Written by `stampede up` on every start; changes here are overwritten.\n\
          listen = \"127.0.0.1:{port}\"\n\
          admin_listen = \"127.0.0.1:0\"\n\
-         routes = [{{ pool = \"shop\" }}]\n\n\
+         routes = [\n  {{ pool = \"shop\" }},\n  \
+         {{ path_prefix = \"{prefix}\", static_dir = {assets} }},\n]\n\n\
+         [compression]\n\
+         min_bytes = 1024\n\n\
          [pools.shop]\n\
          strategy = \"least-conn\"\n\
          slow_start = \"10s\"\n\
@@ -280,6 +292,16 @@ mod tests {
         assert_eq!(config.ops.expect("[ops]").shop_pool, "shop");
         assert_eq!(gateway.admin_token.as_deref(), Some("secret"));
         assert!(!gateway.args.iter().any(|a| a.contains("secret")));
+        let assets = dir.0.join("assets");
+        let route = config
+            .routes
+            .iter()
+            .find(|r| r.static_dir.as_deref() == Some(assets.as_path()))
+            .expect("a static route for the assets");
+        assert_eq!(route.path_prefix, stampede_shop::assets::PREFIX);
+        for asset in stampede_shop::assets::all() {
+            assert!(assets.join(&asset.name).is_file(), "{}", asset.name);
+        }
     }
 
     #[test]

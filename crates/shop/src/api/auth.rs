@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use stampede_store::{login_limits, now_ms, users};
@@ -19,15 +19,16 @@ use stampede_store::{login_limits, now_ms, users};
 use super::client::Client;
 use super::error::ApiError;
 use super::json::{self, Json};
+use super::origin::SameOrigin;
 use super::session::{self, CurrentUser};
 use crate::App;
 
-/// `POST /api/v1/login` body.
+/// `POST /api/v1/login` body, and the login form's fields.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Credentials {
-    username: String,
-    password: String,
+    pub(crate) username: String,
+    pub(crate) password: String,
 }
 
 /// `POST /api/v1/login`.
@@ -37,6 +38,21 @@ pub(crate) async fn login(
     headers: HeaderMap,
     Json(credentials, ..): Json<Credentials>,
 ) -> Result<Response, ApiError> {
+    let cookie = log_in(&app, client, &headers, &credentials).await?;
+    let mut response = json::response(StatusCode::OK, &json!({ "username": credentials.username }));
+    session::set(response.headers_mut(), cookie);
+    Ok(response)
+}
+
+/// Checks the credentials within the login limits and starts a session:
+/// the one login path of the API and of the storefront's login form.
+/// Returns the session's `Set-Cookie` value.
+pub(crate) async fn log_in(
+    app: &App,
+    client: Client,
+    headers: &HeaderMap,
+    credentials: &Credentials,
+) -> Result<HeaderValue, ApiError> {
     if credentials.username.is_empty() || credentials.password.is_empty() {
         return Err(ApiError::Invalid(
             "username and password must not be empty".into(),
@@ -58,22 +74,24 @@ pub(crate) async fn login(
     }
 
     let hash = users::password_hash(&app.db, &credentials.username).await?;
-    if !app.passwords.verify(credentials.password, hash).await {
+    if !app
+        .passwords
+        .verify(credentials.password.clone(), hash)
+        .await
+    {
         login_limits::record_failure(&app.db, &buckets, window_start).await?;
         return Err(ApiError::BadCredentials);
     }
     // A new session id at every login (no session fixation): the old one,
     // if the client had one, ends.
-    session::end(&app, &headers).await?;
-    let cookie = session::start(&app, &credentials.username, client.https).await?;
-    let mut response = json::response(StatusCode::OK, &json!({ "username": credentials.username }));
-    session::set(response.headers_mut(), cookie);
-    Ok(response)
+    session::end(app, headers).await?;
+    session::start(app, &credentials.username, client.https).await
 }
 
 /// `POST /api/v1/logout`: `204` whether or not there was a session.
 pub(crate) async fn logout(
     State(app): State<Arc<App>>,
+    _: SameOrigin,
     client: Client,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -20,6 +20,8 @@ pub(crate) struct Client {
     pub ip: IpAddr,
     /// Whether it reached the front door over TLS.
     pub https: bool,
+    /// Whether the peer is a trusted proxy, whose forwarding headers count.
+    pub trusted: bool,
 }
 
 impl FromRequestParts<Arc<App>> for Client {
@@ -41,6 +43,7 @@ impl FromRequestParts<Arc<App>> for Client {
             Client {
                 ip: peer,
                 https: false,
+                trusted: false,
             }
         })
     }
@@ -53,7 +56,11 @@ fn forwarded(headers: &HeaderMap, peer: IpAddr) -> Client {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(peer);
     let https = header("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    Client { ip, https }
+    Client {
+        ip,
+        https,
+        trusted: true,
+    }
 }
 
 #[cfg(test)]

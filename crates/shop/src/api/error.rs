@@ -31,6 +31,9 @@ pub(crate) enum ApiError {
     /// The thing to create exists (`409 exists`).
     #[error("{0}")]
     Exists(String),
+    /// A cookie-authenticated call from another site (`403 forbidden`).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The sale has not started (`403 not_started`).
     #[error("the sale of this product has not started yet")]
     NotStarted,
@@ -86,6 +89,7 @@ impl ApiError {
             Self::Invalid(_) => (S::BAD_REQUEST, "invalid"),
             Self::NotFound(_) => (S::NOT_FOUND, "not_found"),
             Self::Exists(_) => (S::CONFLICT, "exists"),
+            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
             Self::NotStarted => (S::FORBIDDEN, "not_started"),
             Self::SoldOut => (S::CONFLICT, "sold_out"),
             Self::LimitExceeded => (S::CONFLICT, "limit_exceeded"),

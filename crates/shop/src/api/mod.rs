@@ -4,7 +4,9 @@
 //! (the session's user, the admin token, the client, a JSON body held to a
 //! size limit) that answer the contract's error bodies by themselves, and
 //! `pinning`, which sends reads that may be stale to read replicas except
-//! right after the client's own writes.
+//! right after the client's own writes, and `origin`, which refuses
+//! cookie-authenticated writes sent from another site. The storefront's
+//! pages (`crate::pages`) are merged in and call the same functions.
 
 use std::sync::Arc;
 
@@ -15,21 +17,22 @@ use axum::routing::{get, post};
 use crate::App;
 
 mod admin;
-mod auth;
-mod client;
+pub(crate) mod auth;
+pub(crate) mod client;
 mod error;
 mod health;
 mod json;
 pub(crate) mod model;
 mod observe;
-mod orders;
-mod pinning;
+pub(crate) mod orders;
+pub(crate) mod origin;
+pub(crate) mod pinning;
 mod products;
-mod session;
+pub(crate) mod session;
 
 pub(crate) use error::{ApiError, Chain};
 
-/// Every route of the contract.
+/// Every route of the contract, and the storefront's pages.
 pub(crate) fn router(app: Arc<App>) -> Router {
     let observer = observe::Observer::new(&app.config.node_name, app.config.slow_request);
     let mut orders = Router::new()
@@ -54,6 +57,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v1/products", get(products::list))
         .route("/api/v1/products/{sku}", get(products::get))
         .merge(orders)
+        .merge(crate::pages::router(&app))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })

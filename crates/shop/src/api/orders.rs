@@ -13,11 +13,12 @@ use serde_json::json;
 use stampede_inventory::{Idempotency, Outcome, Refusal, Reservation, ReserveError};
 
 use stampede_store::orders::{self, Transition};
-use stampede_store::{Db, OrderStatus, StoreError, now_ms};
+use stampede_store::{Db, Order, OrderStatus, StoreError, now_ms};
 
 use super::error::{ApiError, store_failure};
 use super::json::{self, Json};
 use super::model::OrderBody;
+use super::origin::SameOrigin;
 use super::pinning::{self, Pinned};
 use super::session::CurrentUser;
 use crate::{App, telemetry};
@@ -29,23 +30,44 @@ const MAX_QUANTITY: i64 = 1_000_000;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewOrder {
-    sku: String,
-    quantity: i64,
+    pub(crate) sku: String,
+    pub(crate) quantity: i64,
 }
 
-/// `POST /api/v1/orders`, counted by outcome in `stampede_shop_orders_total`.
+/// `POST /api/v1/orders`.
 pub(crate) async fn create(
     State(app): State<Arc<App>>,
+    _: SameOrigin,
     CurrentUser(username): CurrentUser,
     headers: HeaderMap,
     Json(order, ..): Json<NewOrder>,
 ) -> Result<Response, ApiError> {
-    let placed = place(&app, username, &headers, order).await;
+    let placed = reserve(&app, username, &headers, order).await?;
+    Ok(json::raw(StatusCode::CREATED, placed.body))
+}
+
+/// A placed order: the `201` body, and the new order's id (none for a
+/// replayed answer).
+#[derive(Debug)]
+pub(crate) struct Placed {
+    pub(crate) order_id: Option<String>,
+    pub(crate) body: String,
+}
+
+/// Places an order, counted by outcome in `stampede_shop_orders_total`:
+/// the one order path of the API and of the storefront's buy button.
+pub(crate) async fn reserve(
+    app: &App,
+    username: String,
+    headers: &HeaderMap,
+    order: NewOrder,
+) -> Result<Placed, ApiError> {
+    let placed = place(app, username, headers, order).await;
     telemetry::order(match &placed {
         Ok((outcome, _)) => outcome,
         Err(error) => error.code(),
     });
-    placed.map(|(_, response)| response)
+    placed.map(|(_, placed)| placed)
 }
 
 /// Places an order and names the outcome: `reserved` or `replayed`.
@@ -57,7 +79,7 @@ async fn place(
     username: String,
     headers: &HeaderMap,
     order: NewOrder,
-) -> Result<(&'static str, Response), ApiError> {
+) -> Result<(&'static str, Placed), ApiError> {
     if order.sku.is_empty() {
         return Err(ApiError::Invalid("sku must not be empty".into()));
     }
@@ -108,7 +130,13 @@ async fn place(
         announce_sold_out(app, &order.sku);
     }
     match reply.outcome {
-        Outcome::Reserved { body, .. } => Ok(("reserved", json::raw(StatusCode::CREATED, body))),
+        Outcome::Reserved { order, body } => Ok((
+            "reserved",
+            Placed {
+                order_id: Some(order.order_id),
+                body,
+            },
+        )),
         Outcome::Replayed(body) => replay_or_mismatch(true, body),
         Outcome::Mismatch => replay_or_mismatch(false, String::new()),
         Outcome::Refused(refusal) => Err(match refusal {
@@ -123,9 +151,10 @@ async fn place(
 fn replay_or_mismatch(
     same_request: bool,
     body: String,
-) -> Result<(&'static str, Response), ApiError> {
+) -> Result<(&'static str, Placed), ApiError> {
     if same_request {
-        Ok(("replayed", json::raw(StatusCode::CREATED, body)))
+        let order_id = None;
+        Ok(("replayed", Placed { order_id, body }))
     } else {
         Err(ApiError::IdempotencyMismatch)
     }
@@ -151,33 +180,46 @@ fn idempotency(headers: &HeaderMap, order: &NewOrder) -> Result<Option<Idempoten
     }))
 }
 
-/// `GET /api/v1/orders/{id}`: another user's order is `404`, like none.
-/// From a read replica unless the client just wrote (`pinning`).
+/// `GET /api/v1/orders/{id}`.
 pub(crate) async fn get(
     State(app): State<Arc<App>>,
     CurrentUser(username): CurrentUser,
     pinned: Pinned,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (order_id, username) = (&order_id, &username);
-    let find = |db: Db| async move { orders::get_for_user(&db, order_id, username).await };
-    let order = pinning::read(&app, pinned, find).await?;
-    let order = order.ok_or_else(|| not_found(order_id))?;
+    let order = find(&app, pinned, &username, &order_id).await?;
     Ok(json::response(StatusCode::OK, &OrderBody::from(&order)))
 }
 
-/// `GET /api/v1/orders`: the user's own, newest first; from a read
-/// replica unless the client just wrote (`pinning`).
+/// One order of `username`: another user's order is `404`, like none.
+/// From a read replica unless the client just wrote (`pinning`).
+pub(crate) async fn find(
+    app: &App,
+    pinned: Pinned,
+    username: &str,
+    order_id: &str,
+) -> Result<Order, ApiError> {
+    let find = |db: Db| async move { orders::get_for_user(&db, order_id, username).await };
+    let order = pinning::read(app, pinned, find).await?;
+    order.ok_or_else(|| not_found(order_id))
+}
+
+/// `GET /api/v1/orders`.
 pub(crate) async fn list(
     State(app): State<Arc<App>>,
     CurrentUser(username): CurrentUser,
     pinned: Pinned,
 ) -> Result<Response, ApiError> {
-    let username = &username;
-    let list = |db: Db| async move { orders::list_for_user(&db, username).await };
-    let orders = pinning::read(&app, pinned, list).await?;
+    let orders = all(&app, pinned, &username).await?;
     let bodies: Vec<OrderBody<'_>> = orders.iter().map(OrderBody::from).collect();
     Ok(json::response(StatusCode::OK, &json!({ "orders": bodies })))
+}
+
+/// The orders of `username`, newest first; from a read replica unless the
+/// client just wrote (`pinning`).
+pub(crate) async fn all(app: &App, pinned: Pinned, username: &str) -> Result<Vec<Order>, ApiError> {
+    let list = |db: Db| async move { orders::list_for_user(&db, username).await };
+    Ok(pinning::read(app, pinned, list).await?)
 }
 
 /// `POST /api/v1/orders/{id}/pay` body.
@@ -187,36 +229,47 @@ pub(crate) struct Payment {
     payment_token: String,
 }
 
-/// `POST /api/v1/orders/{id}/pay`: `reserved -> paying`.
+/// `POST /api/v1/orders/{id}/pay`.
 pub(crate) async fn pay(
     State(app): State<Arc<App>>,
+    _: SameOrigin,
     CurrentUser(username): CurrentUser,
     Path(order_id): Path<String>,
     Json(payment, ..): Json<Payment>,
 ) -> Result<Response, ApiError> {
-    if payment.payment_token.is_empty() || payment.payment_token.len() > 255 {
+    start_payment(&app, &username, &order_id, &payment.payment_token).await?;
+    Ok(json::response(
+        StatusCode::ACCEPTED,
+        &json!({ "status": "paying" }),
+    ))
+}
+
+/// `reserved -> paying`, with the payment job enqueued in the same
+/// transaction: both happen, or neither.
+pub(crate) async fn start_payment(
+    app: &App,
+    username: &str,
+    order_id: &str,
+    payment_token: &str,
+) -> Result<(), ApiError> {
+    if payment_token.is_empty() || payment_token.len() > 255 {
         return Err(ApiError::Invalid(
             "payment_token must be 1 to 255 characters".into(),
         ));
     }
-    // The order moves to `paying` and its payment job is enqueued in one
-    // transaction: both happen, or neither.
     let mut tx = app.db.begin_write().await?;
-    let transition = orders::start_payment(&mut tx, &order_id, &username).await?;
+    let transition = orders::start_payment(&mut tx, order_id, username).await?;
     if let Transition::Done(_) = transition {
-        let job = crate::jobs::payment(&order_id, &payment.payment_token);
+        let job = crate::jobs::payment(order_id, payment_token);
         stampede_jobs::queue::enqueue(&mut *tx, &job).await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
     match transition {
         Transition::Done(_) => {
             telemetry::order("paying");
-            Ok(json::response(
-                StatusCode::ACCEPTED,
-                &json!({ "status": "paying" }),
-            ))
+            Ok(())
         }
-        Transition::NotFound => Err(not_found(&order_id)),
+        Transition::NotFound => Err(not_found(order_id)),
         Transition::Refused(order) => Err(ApiError::NotPayable(match order.status {
             OrderStatus::Reserved => "the reservation has expired".to_owned(),
             status => format!("the order is {status}; only a reserved order can be paid"),
@@ -224,18 +277,29 @@ pub(crate) async fn pay(
     }
 }
 
-/// `POST /api/v1/orders/{id}/cancel`: `reserved -> cancelled`, stock back.
+/// `POST /api/v1/orders/{id}/cancel`.
 pub(crate) async fn cancel(
     State(app): State<Arc<App>>,
+    _: SameOrigin,
     CurrentUser(username): CurrentUser,
     Path(order_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match orders::cancel(&app.db, &order_id, &username).await? {
+    let order = cancel_order(&app, &username, &order_id).await?;
+    Ok(json::response(StatusCode::OK, &OrderBody::from(&order)))
+}
+
+/// `reserved -> cancelled`, stock back.
+pub(crate) async fn cancel_order(
+    app: &App,
+    username: &str,
+    order_id: &str,
+) -> Result<Order, ApiError> {
+    match orders::cancel(&app.db, order_id, username).await? {
         Transition::Done(order) => {
             telemetry::order("cancelled");
-            Ok(json::response(StatusCode::OK, &OrderBody::from(&order)))
+            Ok(order)
         }
-        Transition::NotFound => Err(not_found(&order_id)),
+        Transition::NotFound => Err(not_found(order_id)),
         Transition::Refused(order) => Err(ApiError::NotCancellable(format!(
             "the order is {}; only a reserved order can be cancelled",
             order.status

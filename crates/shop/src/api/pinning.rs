@@ -1,6 +1,6 @@
 //! Read-your-writes over read replicas, as Django's multidb pinning
 //! middleware does it: a successful write (a non-safe method answered
-//! 2xx) sets a short-lived cookie, and a request that carries it reads
+//! 2xx, or a storefront form's redirect) sets a short-lived cookie, and a request that carries it reads
 //! from the primary. So a buyer who just reserved, paid or cancelled sees
 //! the order in their list at once, while everyone else's lists, which may
 //! be a moment stale, come from a replica.
@@ -59,7 +59,8 @@ pub(crate) async fn pin_after_writes(
     let write = !request.method().is_safe();
     let mut response = next.run(request).await;
     let window = app.config.database.read_your_writes;
-    if write && response.status().is_success() {
+    let status = response.status();
+    if write && (status.is_success() || status.is_redirection()) {
         let cookie = session::cookie(COOKIE_NAME, "1", whole_seconds(window), client.https);
         session::set(response.headers_mut(), cookie);
     }

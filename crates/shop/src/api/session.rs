@@ -31,10 +31,18 @@ impl FromRequestParts<Arc<App>> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let missing = ApiError::Unauthorized("log in first: no valid session cookie");
-        let token = token(&parts.headers).ok_or(missing.clone())?;
-        let user = app.sessions.username(hash(token)).await?;
-        user.map(CurrentUser).ok_or(missing)
+        let user = user(app, &parts.headers).await?;
+        user.map(CurrentUser).ok_or(ApiError::Unauthorized(
+            "log in first: no valid session cookie",
+        ))
+    }
+}
+
+/// The user of the request's live session, if it has one.
+pub(crate) async fn user(app: &App, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match token(headers) {
+        Some(token) => Ok(app.sessions.username(hash(token)).await?),
+        None => Ok(None),
     }
 }
 

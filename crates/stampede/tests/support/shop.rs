@@ -138,6 +138,19 @@ impl WorkerProcess {
     }
 }
 
+/// `text` as an `application/x-www-form-urlencoded` value.
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                char::from(b).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// N shop nodes on one database behind one gateway (round-robin).
 #[derive(Debug)]
 pub(crate) struct Cluster {
@@ -235,6 +248,24 @@ impl Api {
     ) -> Reply {
         let body = body.map(|json| (Bytes::from(json.to_string()), "application/json"));
         self.send(method, path, body, headers).await
+    }
+
+    /// `POST path` with an HTML form's fields, URL-encoded, and `headers`.
+    pub(crate) async fn post_form(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(name, value)| format!("{}={}", form_encode(name), form_encode(value)))
+            .collect();
+        let body = Some((
+            Bytes::from(body.join("&")),
+            "application/x-www-form-urlencoded",
+        ));
+        self.send(Method::POST, path, body, headers).await
     }
 
     /// `POST path` with exactly these bytes and content type.
