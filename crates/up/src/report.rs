@@ -48,6 +48,11 @@ pub(crate) fn render(r: &Ready<'_>) -> String {
         if r.nodes == 1 { "" } else { "s" },
         r.database
     );
+    let _ = writeln!(
+        out,
+        "  storefront:  http://{}/ (log in as a demo user)",
+        r.url
+    );
     let _ = writeln!(out, "  metrics:     http://{}/metrics", r.metrics);
     let _ = writeln!(
         out,
@@ -197,6 +202,10 @@ mod tests {
         let text = rendered(&demo(Some(users), true), &token);
         assert!(
             text.contains("stampede is up: http://127.0.0.1:8080\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("storefront:  http://127.0.0.1:8080/ "),
             "{text}"
         );
         assert!(text.contains("http://127.0.0.1:9901/metrics"), "{text}");
