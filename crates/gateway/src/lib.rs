@@ -166,3 +166,11 @@ impl Shared {
         self.pools.iter().find(|pool| *pool.name == *name)
     }
 }
+
+/// Seconds since the Unix epoch: the clock of the cookies the gateway
+/// signs (waiting-room passes, operations-page sessions).
+pub(crate) fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

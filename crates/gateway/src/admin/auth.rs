@@ -12,14 +12,16 @@
 //! requests made with it must also carry an `Origin` naming this listener,
 //! since `SameSite` alone does not cover sibling subdomains.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
-use http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
+use http::header::{AUTHORIZATION, HOST, ORIGIN};
 use http::{HeaderMap, Method};
 use sha2::Sha256;
 
 use crate::config::AdminToken;
+use crate::fields::Fields;
+use crate::unix_time;
 
 /// The session cookie's name.
 pub(super) const COOKIE_NAME: &str = "stampede_ops";
@@ -68,10 +70,10 @@ impl Sessions {
         if bearer(headers).is_some_and(|presented| same(presented.as_bytes(), token.secret())) {
             return Access::Granted;
         }
-        let Some(value) = cookie(headers, COOKIE_NAME) else {
+        let Some(value) = headers.cookie(COOKIE_NAME) else {
             return Access::Denied;
         };
-        if !self.verify(value, token, now()) {
+        if !self.verify(value, token, unix_time()) {
             return Access::Denied;
         }
         if method == Method::GET || method == Method::HEAD || same_origin(headers) {
@@ -83,7 +85,7 @@ impl Sessions {
 
     /// The `Set-Cookie` value of a new session for `token`.
     pub(super) fn set_cookie(&self, token: &AdminToken) -> String {
-        let issued = now();
+        let issued = unix_time();
         format!(
             "{COOKIE_NAME}={issued}.{}; Path=/ops; Max-Age={}; HttpOnly; SameSite=Strict",
             self.tag(issued, token),
@@ -155,25 +157,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The value of cookie `name`.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use http::HeaderValue;
+    use http::header::COOKIE;
 
     use super::*;
 
@@ -240,7 +227,7 @@ mod tests {
     fn stale_forged_or_future_sessions_count_for_nothing() {
         let sessions = Sessions::new().unwrap();
         let good = token("the-admin-token-0123");
-        let now = now();
+        let now = unix_time();
         let value = |issued: u64| format!("{issued}.{}", sessions.tag(issued, &good));
         assert!(sessions.verify(&value(now), &good, now));
         assert!(!sessions.verify(&value(now - SESSION.as_secs()), &good, now));

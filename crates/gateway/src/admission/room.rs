@@ -66,7 +66,7 @@
 //! overloaded`. Clients that keep no cookies cannot get past a line.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use metrics::Gauge;
@@ -77,6 +77,7 @@ use crate::config::WaitingRoomConfig;
 use crate::error::GatewayError;
 use crate::fields::Fields;
 use crate::telemetry::WAITING_ROOM_WAITING;
+use crate::unix_time;
 
 mod line;
 mod page;
@@ -274,13 +275,6 @@ fn cookie_path(prefix: &str) -> String {
         true => "/".to_owned(),
         false => prefix.to_owned(),
     }
-}
-
-/// Seconds since the Unix epoch, as passes and tickets count time.
-fn unix_time() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
